@@ -1,0 +1,896 @@
+/*
+ * risksim: the command-line tool.
+ *
+ * Why this file exists: the engine is a library and the service needs a web server, a database
+ * and a bridge; this file makes a simulation one shell command. `risksim simulate` reads a
+ * request (API.md section 1) from a file or stdin, runs it on this machine through
+ * risksim/engine.h and prints the result (API.md section 2) as JSON or as a readable table, with
+ * a progress bar on stderr and Ctrl-C cancellation. The request and result formats are the
+ * service's, so a request can be tried here before it is posted, and a result printed here is
+ * the service's result for the same request and seed. Subcommands live in one small table
+ * (commands[] below) so that `risksim watch` and `risksim db ...` join later without touching
+ * the dispatcher. The exit codes are a contract for scripts, documented in docs/cli.md.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "risksim/engine.h"
+
+#ifndef RISKSIM_VERSION
+#define RISKSIM_VERSION "unknown"
+#endif
+
+/* Exit codes (docs/cli.md). 64 is EX_USAGE of sysexits.h; 130 is what a shell reports for a
+ * program killed by SIGINT, so scripts see a cancelled run the same way either way. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1,
+    CLI_EXIT_INVALID = 2,
+    CLI_EXIT_USAGE = 64,
+    CLI_EXIT_CANCELLED = 130
+};
+
+/* Largest request read from a file or stdin (the service's max_body_bytes is smaller). */
+#define CLI_MAX_REQUEST_BYTES ((size_t)64 << 20)
+
+/* Largest seed of API.md section 1: seeds are in [0, 10^8). */
+#define CLI_MAX_SEED 99999999u
+
+/* Seconds between two redraws of the progress bar. */
+#define CLI_PROGRESS_INTERVAL 0.1
+
+/* ---------------------------------------------------------------------------------------------
+ * Cancellation: SIGINT and SIGTERM set one flag that the engine polls between chunks.
+ * ------------------------------------------------------------------------------------------- */
+
+/* A signal handler may only store to a lock-free atomic (C11 7.14.1.1). */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free for the signal handler");
+
+/* Set by the signal handler, read by the engine (rs_run_options.cancel) and by this file. The
+ * only mutable global: a signal handler has no other way to reach the run. */
+static atomic_int cancel_requested;
+
+static void on_cancel_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&cancel_requested, 1);
+}
+
+/* Routes SIGINT and SIGTERM to on_cancel_signal (handler != NULL) or back to their default
+ * action (handler == NULL). No SA_RESTART: a read blocked on a terminal must return EINTR so
+ * that Ctrl-C while waiting for stdin cancels too. Returns 0, or -1 with errno set. */
+static int set_cancel_signals(void (*handler)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler != NULL ? handler : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static bool is_cancelled(void)
+{
+    return atomic_load(&cancel_requested) != 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Small formatting helpers (every one writes into a caller buffer with snprintf).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Formats v with three significant digits and a thousands suffix: "0", "12.5", "523", "1.23k",
+ * "45.6M", "7.89B", "1.00T"; beyond 999T in exponent form; NaN as "-". */
+static void format_human(double v, char *buf, size_t size)
+{
+    static const char *const suffix[] = {"", "k", "M", "B", "T"};
+    const size_t nsuffix = sizeof suffix / sizeof suffix[0];
+    if (isnan(v)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(buf, size, "%s", v > 0 ? "inf" : "-inf");
+        return;
+    }
+    if (v == 0.0) {
+        snprintf(buf, size, "0");
+        return;
+    }
+    const char *sign = v < 0 ? "-" : "";
+    double a = fabs(v);
+    size_t unit = 0;
+    /* 999.5 and up would round to "1000": move to the next unit instead. */
+    while (a >= 999.5 && unit + 1 < nsuffix) {
+        a /= 1000.0;
+        unit++;
+    }
+    if (a >= 999.5) {
+        snprintf(buf, size, "%s%.2e", sign, fabs(v));
+    } else if (unit == 0 && a == floor(a)) {
+        snprintf(buf, size, "%s%.0f", sign, a); /* whole plain amounts need no ".00" */
+    } else if (a < 9.995) {
+        snprintf(buf, size, "%s%.2f%s", sign, a, suffix[unit]);
+    } else if (a < 99.95) {
+        snprintf(buf, size, "%s%.1f%s", sign, a, suffix[unit]);
+    } else {
+        snprintf(buf, size, "%s%.0f%s", sign, a, suffix[unit]);
+    }
+}
+
+/* Formats a probability as a percentage: "71.0%", "<0.1%" for tiny non-zero values. */
+static void format_percent(double p, char *buf, size_t size)
+{
+    if (isnan(p)) {
+        snprintf(buf, size, "-");
+    } else if (p > 0.0 && p < 0.0005) {
+        snprintf(buf, size, "<0.1%%");
+    } else {
+        snprintf(buf, size, "%.1f%%", p * 100.0);
+    }
+}
+
+/* Formats a duration in whole seconds: "7s", "3m05s", "2h04m". Negative or NaN prints "-". */
+static void format_duration(double seconds, char *buf, size_t size)
+{
+    if (!(seconds >= 0.0) || seconds > 1e9) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    unsigned long s = (unsigned long)(seconds + 0.5);
+    if (s < 60) {
+        snprintf(buf, size, "%lus", s);
+    } else if (s < 3600) {
+        snprintf(buf, size, "%lum%02lus", s / 60, s % 60);
+    } else {
+        snprintf(buf, size, "%luh%02lum", s / 3600, (s % 3600) / 60);
+    }
+}
+
+/* Formats a quantile level as its result label: 0.5 -> "p50", 0.995 -> "p99.5". */
+static void format_level(double level, char *buf, size_t size)
+{
+    snprintf(buf, size, "p%.10g", level * 100.0);
+}
+
+/* Seconds on the monotonic clock. */
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0.0;
+    }
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Command-line parsing helpers
+ * ------------------------------------------------------------------------------------------- */
+
+/* Parses text as a decimal integer in [min, max]: digits only (no sign, no spaces, not empty),
+ * nothing after them. Returns 0 and stores *out, or -1. */
+static int parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (text == NULL || text[0] < '0' || text[0] > '9') {
+        return -1;
+    }
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno == ERANGE || end == text || *end != '\0' || v < min || v > max) {
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* Matches argv[*i] against a long option that takes a value (name is e.g. "--threads"), given
+ * as "--threads=4" or as "--threads 4". Returns 1 with the value in *value (advancing *i past a
+ * separate value), 0 when argv[*i] is not this option, -1 when the value is missing. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0) {
+        return 0;
+    }
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0') {
+        return 0;
+    }
+    if (*i + 1 >= argc) {
+        return -1;
+    }
+    *i += 1;
+    *value = argv[*i];
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * risksim simulate
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum progress_mode { PROGRESS_AUTO = 0, PROGRESS_ALWAYS, PROGRESS_NEVER } progress_mode;
+
+typedef struct simulate_options {
+    const char *path; /* request file, "-" for stdin */
+    unsigned threads;
+    uint32_t chunk_trials; /* 0: the engine's default */
+    bool have_trials;
+    uint64_t trials;
+    bool have_seed;
+    uint64_t seed;
+    bool summary;
+    bool pretty;
+    progress_mode progress;
+} simulate_options;
+
+/* Online CPUs, clamped to [1, RS_MAX_THREADS]. */
+static unsigned default_threads(void)
+{
+    long n = -1;
+#ifdef _SC_NPROCESSORS_ONLN
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    if (n < 1) {
+        return 1;
+    }
+    if ((unsigned long)n > RS_MAX_THREADS) {
+        return RS_MAX_THREADS;
+    }
+    return (unsigned)n;
+}
+
+static void usage_simulate(FILE *out)
+{
+    rs_limits limits;
+    rs_limits_default(&limits);
+    fprintf(out,
+            "usage: risksim simulate [options] FILE|-\n"
+            "\n"
+            "Reads a simulation request (JSON, at most 64 MiB) from FILE or from stdin (\"-\"),\n"
+            "runs it on this machine and prints the result JSON on stdout.\n"
+            "\n"
+            "Options:\n"
+            "  --trials N        override the request's \"trials\" (1..%llu)\n"
+            "  --seed N          override the request's \"seed\" (0..%u)\n"
+            "  --threads N       worker threads (default: online CPUs, here %u; at most %u)\n"
+            "  --chunk N         trials per chunk between progress reports and cancel checks\n"
+            "                    (default 4096; at most %u)\n"
+            "  --summary         print a readable table instead of JSON\n"
+            "  --pretty          indent the JSON\n"
+            "  --progress WHEN   progress on stderr: auto (when stderr is a terminal),\n"
+            "                    always or never (default auto)\n"
+            "  -h, --help        show this help\n"
+            "\n"
+            "Exit status: 0 done, 1 failure, 2 invalid request, 64 usage error, 130 cancelled.\n",
+            (unsigned long long)limits.max_trials, CLI_MAX_SEED, default_threads(), RS_MAX_THREADS,
+            (unsigned)RS_MAX_CHUNK_TRIALS);
+}
+
+/* Reports a usage error of `risksim simulate` ("what: arg" on stderr, then the usage) and
+ * returns CLI_EXIT_USAGE. arg may be NULL. */
+static int simulate_usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "risksim simulate: %s%s%s\n\n", what, arg != NULL ? ": " : "",
+            arg != NULL ? arg : "");
+    usage_simulate(stderr);
+    return CLI_EXIT_USAGE;
+}
+
+/* Parses the arguments of `risksim simulate` (argv[0] is "simulate") into *o. Returns -1 to
+ * run, or an exit code: CLI_EXIT_OK after printing the help, CLI_EXIT_USAGE after printing
+ * what was wrong and the usage on stderr. */
+static int parse_simulate_options(int argc, char **argv, simulate_options *o)
+{
+    rs_limits limits;
+    rs_limits_default(&limits);
+    memset(o, 0, sizeof *o);
+    o->threads = default_threads();
+    o->progress = PROGRESS_AUTO;
+    bool options_done = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = NULL;
+        uint64_t n = 0;
+        int m;
+
+        if (options_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (o->path != NULL) {
+                return simulate_usage_error("more than one request file", arg);
+            }
+            o->path = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            options_done = true;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            usage_simulate(stdout);
+            return CLI_EXIT_OK;
+        } else if (strcmp(arg, "--summary") == 0) {
+            o->summary = true;
+        } else if (strcmp(arg, "--pretty") == 0) {
+            o->pretty = true;
+        } else if ((m = option_value(argc, argv, &i, "--trials", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 1, limits.max_trials, &n) != 0) {
+                return simulate_usage_error("--trials needs an integer in [1, max trials]", value);
+            }
+            o->have_trials = true;
+            o->trials = n;
+        } else if ((m = option_value(argc, argv, &i, "--seed", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 0, CLI_MAX_SEED, &n) != 0) {
+                return simulate_usage_error("--seed needs an integer in [0, 99999999]", value);
+            }
+            o->have_seed = true;
+            o->seed = n;
+        } else if ((m = option_value(argc, argv, &i, "--threads", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 1, RS_MAX_THREADS, &n) != 0) {
+                return simulate_usage_error("--threads needs an integer in [1, 256]", value);
+            }
+            o->threads = (unsigned)n;
+        } else if ((m = option_value(argc, argv, &i, "--chunk", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 1, RS_MAX_CHUNK_TRIALS, &n) != 0) {
+                return simulate_usage_error("--chunk needs an integer in [1, 1048576]", value);
+            }
+            o->chunk_trials = (uint32_t)n;
+        } else if ((m = option_value(argc, argv, &i, "--progress", &value)) != 0) {
+            if (m < 0) {
+                return simulate_usage_error("--progress needs auto, always or never", NULL);
+            } else if (strcmp(value, "auto") == 0) {
+                o->progress = PROGRESS_AUTO;
+            } else if (strcmp(value, "always") == 0) {
+                o->progress = PROGRESS_ALWAYS;
+            } else if (strcmp(value, "never") == 0) {
+                o->progress = PROGRESS_NEVER;
+            } else {
+                return simulate_usage_error("--progress needs auto, always or never", value);
+            }
+        } else {
+            return simulate_usage_error("unknown option", arg);
+        }
+    }
+    if (o->path == NULL) {
+        return simulate_usage_error("missing the request file (FILE, or - for stdin)", NULL);
+    }
+    return -1;
+}
+
+/* Reads the whole request from path ("-" for stdin) into a new buffer (*out, *len; release with
+ * free). Refuses more than CLI_MAX_REQUEST_BYTES. Returns CLI_EXIT_OK, or prints why on stderr
+ * and returns CLI_EXIT_FAILURE, or CLI_EXIT_CANCELLED when a signal interrupted the read. */
+static int read_request(const char *path, char **out, size_t *len)
+{
+    bool use_stdin = strcmp(path, "-") == 0;
+    const char *label = use_stdin ? "stdin" : path;
+    FILE *in = use_stdin ? stdin : fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0;
+    size_t n = 0;
+    int rc = CLI_EXIT_FAILURE;
+
+    if (in == NULL) {
+        fprintf(stderr, "risksim: %s: %s\n", label, strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        if (n == cap) {
+            /* The buffer holds one byte more than the limit so that "exactly the limit" and
+             * "more than the limit" can be told apart. */
+            if (cap == CLI_MAX_REQUEST_BYTES + 1) {
+                fprintf(stderr, "risksim: %s: the request is larger than %zu MiB; refusing it\n",
+                        label, CLI_MAX_REQUEST_BYTES >> 20);
+                goto out;
+            }
+            size_t ncap = cap == 0 ? (size_t)1 << 16 : cap * 2;
+            if (ncap > CLI_MAX_REQUEST_BYTES + 1) {
+                ncap = CLI_MAX_REQUEST_BYTES + 1;
+            }
+            char *grown = realloc(buf, ncap);
+            if (grown == NULL) {
+                fprintf(stderr, "risksim: %s: out of memory\n", label);
+                goto out;
+            }
+            buf = grown;
+            cap = ncap;
+        }
+        n += fread(buf + n, 1, cap - n, in);
+        if (ferror(in)) {
+            if (errno == EINTR && !is_cancelled()) {
+                clearerr(in);
+                continue;
+            }
+            if (is_cancelled()) {
+                rc = CLI_EXIT_CANCELLED;
+                goto out;
+            }
+            fprintf(stderr, "risksim: %s: %s\n", label, strerror(errno));
+            goto out;
+        }
+        if (feof(in)) {
+            break;
+        }
+    }
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = CLI_EXIT_OK;
+out:
+    free(buf);
+    if (in != NULL && !use_stdin) {
+        fclose(in);
+    }
+    return rc;
+}
+
+/* Applies --trials and --seed to the parsed request: "trials" is set (and its alias "nTrials"
+ * removed, so the override is the only count), "seed" is set. A request that is not an object
+ * is left alone; rs_model_from_json reports it. Returns RS_OK or RS_ENOMEM. */
+static rs_err apply_overrides(struct json_object *request, const simulate_options *o)
+{
+    if (!json_object_is_type(request, json_type_object)) {
+        return RS_OK;
+    }
+    if (o->have_trials) {
+        struct json_object *v = json_object_new_int64((int64_t)o->trials);
+        if (v == NULL || json_object_object_add(request, "trials", v) != 0) {
+            json_object_put(v);
+            return RS_ENOMEM;
+        }
+        json_object_object_del(request, "nTrials");
+    }
+    if (o->have_seed) {
+        struct json_object *v = json_object_new_int64((int64_t)o->seed);
+        if (v == NULL || json_object_object_add(request, "seed", v) != 0) {
+            json_object_put(v);
+            return RS_ENOMEM;
+        }
+    }
+    return RS_OK;
+}
+
+/* Prints every entry of diag on stderr as "error: <pointer>: <message> [<code>]", naming the
+ * option when a problem is in a field an option set. */
+static void print_diag(const rs_diag *diag, const simulate_options *o)
+{
+    size_t n = rs_diag_count(diag);
+    for (size_t i = 0; i < n; i++) {
+        const char *pointer = rs_diag_pointer(diag, i);
+        const char *note = "";
+        if (o->have_trials && strcmp(pointer, "/trials") == 0) {
+            note = " (set by --trials)";
+        } else if (o->have_seed && strcmp(pointer, "/seed") == 0) {
+            note = " (set by --seed)";
+        }
+        fprintf(stderr, "error: %s: %s [%s]%s\n", pointer[0] != '\0' ? pointer : "(document)",
+                rs_diag_message(diag, i), rs_diag_code(diag, i), note);
+    }
+}
+
+/* Maps a failed parse or validation to its exit code after printing it: problems in the request
+ * are exit 2, anything else exit 1. */
+static int report_request_error(rs_err err, const rs_diag *diag, const simulate_options *o)
+{
+    if ((err == RS_EJSON || err == RS_EVALIDATION) && rs_diag_count(diag) > 0) {
+        print_diag(diag, o);
+        return CLI_EXIT_INVALID;
+    }
+    fprintf(stderr, "risksim: %s\n", rs_strerror(err));
+    return err == RS_EJSON || err == RS_EVALIDATION ? CLI_EXIT_INVALID : CLI_EXIT_FAILURE;
+}
+
+/* ---- progress on stderr ---- */
+
+typedef enum progress_style {
+    STYLE_NONE = 0, /* nothing */
+    STYLE_BAR,      /* one line redrawn in place (a terminal) */
+    STYLE_LINES     /* one line per tenth (a file or pipe with --progress always) */
+} progress_style;
+
+typedef struct progress_state {
+    progress_style style;
+    double start;     /* monotonic seconds at the start of the run */
+    double last_draw; /* monotonic seconds of the last bar redraw */
+    int last_tenth;   /* STYLE_LINES: the last tenth printed */
+    bool line_open;   /* STYLE_BAR: a bar is on screen without its newline */
+    char last_phase[32];
+} progress_state;
+
+#define PROGRESS_BAR_WIDTH 20
+
+/* The engine's progress callback (rs_progress_fn). Runs on the thread that called rs_simulate;
+ * draws at most every CLI_PROGRESS_INTERVAL seconds, plus at every phase change. Never asks
+ * for a cancel: the cancel flag does that. */
+static int on_progress(void *ctx, const rs_progress *p)
+{
+    progress_state *st = ctx;
+    double now = monotonic_seconds();
+    const char *phase = p->phase != NULL ? p->phase : "";
+    bool phase_changed = strncmp(st->last_phase, phase, sizeof st->last_phase - 1) != 0;
+    uint64_t total = p->trials_total;
+    uint64_t done = p->trials_done < total ? p->trials_done : total;
+    int tenth = total > 0 ? (int)(done * 10 / total) : 10;
+
+    if (st->style == STYLE_NONE) {
+        return 0;
+    }
+    if (st->style == STYLE_BAR && !phase_changed && now - st->last_draw < CLI_PROGRESS_INTERVAL) {
+        return 0;
+    }
+    if (st->style == STYLE_LINES && !phase_changed && tenth <= st->last_tenth) {
+        return 0;
+    }
+    snprintf(st->last_phase, sizeof st->last_phase, "%s", phase);
+    st->last_draw = now;
+    st->last_tenth = tenth;
+
+    double elapsed = now - st->start;
+    double rate = elapsed > 1e-3 ? (double)done / elapsed : 0.0;
+    double fraction = total > 0 ? (double)done / (double)total : 1.0;
+    char s_done[32], s_total[32], s_rate[32], s_eta[32];
+    format_human((double)done, s_done, sizeof s_done);
+    format_human((double)total, s_total, sizeof s_total);
+    if (rate > 0.0) {
+        format_human(rate, s_rate, sizeof s_rate);
+        format_duration((double)(total - done) / rate, s_eta, sizeof s_eta);
+    } else {
+        snprintf(s_rate, sizeof s_rate, "-");
+        snprintf(s_eta, sizeof s_eta, "-");
+    }
+
+    char line[256];
+    if (st->style == STYLE_BAR) {
+        char bar[PROGRESS_BAR_WIDTH + 1];
+        int filled = (int)(fraction * PROGRESS_BAR_WIDTH);
+        for (int i = 0; i < PROGRESS_BAR_WIDTH; i++) {
+            bar[i] = i < filled ? '#' : '.';
+        }
+        bar[PROGRESS_BAR_WIDTH] = '\0';
+        /* \r returns to the start of the line, ESC[K clears what a longer line left. */
+        int len =
+            snprintf(line, sizeof line, "\r[%s] %5.1f%%  %s/%s trials  %s/s  ETA %s  %s\033[K", bar,
+                     fraction * 100.0, s_done, s_total, s_rate, s_eta, phase);
+        if (len > 0) {
+            fwrite(line, 1, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1, stderr);
+            st->line_open = true;
+        }
+    } else {
+        int len =
+            snprintf(line, sizeof line, "risksim: %3d%%  %s/%s trials  %s trials/s  ETA %s  %s\n",
+                     (int)(fraction * 100.0), s_done, s_total, s_rate, s_eta, phase);
+        if (len > 0) {
+            fwrite(line, 1, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1, stderr);
+        }
+    }
+    fflush(stderr);
+    return 0;
+}
+
+/* Ends the progress display: the bar's line gets its newline. */
+static void progress_finish(progress_state *st)
+{
+    if (st->style == STYLE_BAR && st->line_open) {
+        fputc('\n', stderr);
+        st->line_open = false;
+    }
+}
+
+/* ---- output ---- */
+
+/* Writes the result JSON (compact, or indented with pretty) and a newline to stdout. Returns
+ * CLI_EXIT_OK, or CLI_EXIT_FAILURE after saying why. */
+static int print_result_json(const rs_result *result, const rs_model *model, bool pretty)
+{
+    struct json_object *doc = NULL;
+    rs_result_meta meta = {.id = NULL, .status = "completed"};
+    rs_err err = rs_result_to_json(result, model, &meta, &doc);
+    if (err != RS_OK) {
+        fprintf(stderr, "risksim: %s\n", rs_strerror(err));
+        return CLI_EXIT_FAILURE;
+    }
+    int flags =
+        JSON_C_TO_STRING_NOSLASHESCAPE |
+        (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN);
+    size_t len = 0;
+    const char *text = json_object_to_json_string_length(doc, flags, &len);
+    int rc = CLI_EXIT_OK;
+    if (text == NULL) {
+        fprintf(stderr, "risksim: %s\n", rs_strerror(RS_ENOMEM));
+        rc = CLI_EXIT_FAILURE;
+    } else if (fwrite(text, 1, len, stdout) != len || fputc('\n', stdout) == EOF ||
+               fflush(stdout) != 0) {
+        fprintf(stderr, "risksim: stdout: %s\n", strerror(errno));
+        rc = CLI_EXIT_FAILURE;
+    }
+    json_object_put(doc);
+    return rc;
+}
+
+/* Width of a summary number column. */
+#define SUMMARY_COL 8
+
+/* Prints the node column of one summary row: the id indented two spaces per depth, padded to
+ * width. */
+static void print_node_cell(const rs_node_stats *s, int width)
+{
+    int indent = (int)(s->depth < 32 ? s->depth : 32) * 2;
+    int idlen = (int)strlen(s->id);
+    int pad = width - indent - idlen;
+    printf("%*s%s%*s", indent, "", s->id, pad > 0 ? pad : 0, "");
+}
+
+/* Prints the readable summary on stdout: a header, one row per node (mean, P(loss), every
+ * quantile level), then the TVaR rows. Returns CLI_EXIT_OK, or CLI_EXIT_FAILURE when stdout
+ * fails. */
+static int print_summary(const rs_result *result, const rs_model *model, unsigned threads)
+{
+    size_t nnodes = rs_result_node_count(result);
+    size_t nlevels = rs_result_level_count(result);
+    const double *levels = rs_result_levels(result);
+    const char *name = rs_model_name(model);
+    char cell[32];
+    int width = 4; /* "node" */
+
+    for (size_t i = 0; i < nnodes; i++) {
+        const rs_node_stats *s = rs_result_node(result, i);
+        int w = (int)(s->depth < 32 ? s->depth : 32) * 2 + (int)strlen(s->id);
+        if (w > width) {
+            width = w;
+        }
+    }
+
+    format_human((double)rs_model_trials(model), cell, sizeof cell);
+    printf("%s\n", name[0] != '\0' ? name : "(unnamed request)");
+    printf("%llu trials (%s), seed %lu, %u thread%s, %.1f ms\n\n",
+           (unsigned long long)rs_model_trials(model), cell, (unsigned long)rs_model_seed(model),
+           threads, threads == 1 ? "" : "s", rs_result_duration_ms(result));
+
+    /* Losses by node. */
+    printf("%-*s  %*s  %*s", width, "node", SUMMARY_COL, "mean", SUMMARY_COL, "P(loss)");
+    for (size_t l = 0; l < nlevels; l++) {
+        format_level(levels[l], cell, sizeof cell);
+        printf("  %*s", SUMMARY_COL, cell);
+    }
+    putchar('\n');
+    for (size_t i = 0; i < nnodes; i++) {
+        const rs_node_stats *s = rs_result_node(result, i);
+        print_node_cell(s, width);
+        format_human(s->mean, cell, sizeof cell);
+        printf("  %*s", SUMMARY_COL, cell);
+        format_percent(s->probability_of_loss, cell, sizeof cell);
+        printf("  %*s", SUMMARY_COL, cell);
+        for (size_t l = 0; l < nlevels; l++) {
+            format_human(s->quantiles[l], cell, sizeof cell);
+            printf("  %*s", SUMMARY_COL, cell);
+        }
+        putchar('\n');
+    }
+
+    /* Tail value at risk: the mean loss at or above each quantile. */
+    printf("\n%-*s  %*s  %*s", width, "TVaR", SUMMARY_COL, "", SUMMARY_COL, "");
+    for (size_t l = 0; l < nlevels; l++) {
+        format_level(levels[l], cell, sizeof cell);
+        printf("  %*s", SUMMARY_COL, cell);
+    }
+    putchar('\n');
+    for (size_t i = 0; i < nnodes; i++) {
+        const rs_node_stats *s = rs_result_node(result, i);
+        print_node_cell(s, width);
+        printf("  %*s  %*s", SUMMARY_COL, "", SUMMARY_COL, "");
+        for (size_t l = 0; l < nlevels; l++) {
+            format_human(s->tvar[l], cell, sizeof cell);
+            printf("  %*s", SUMMARY_COL, cell);
+        }
+        putchar('\n');
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "risksim: stdout: %s\n", strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* risksim simulate [options] FILE|- : runs one request locally. Returns the exit code. */
+static int cmd_simulate(int argc, char **argv)
+{
+    simulate_options o;
+    int rc = parse_simulate_options(argc, argv, &o);
+    if (rc >= 0) {
+        return rc;
+    }
+
+    char *text = NULL;
+    size_t len = 0;
+    struct json_object *request = NULL;
+    rs_diag *diag = NULL;
+    rs_model *model = NULL;
+    rs_result *result = NULL;
+    rs_err err;
+    progress_state progress;
+    memset(&progress, 0, sizeof progress);
+    progress.last_tenth = -1;
+
+    /* From here on Ctrl-C cancels: while reading, between the steps and inside the run. */
+    if (set_cancel_signals(on_cancel_signal) != 0) {
+        fprintf(stderr, "risksim: sigaction: %s\n", strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+
+    rc = read_request(o.path, &text, &len);
+    if (rc != CLI_EXIT_OK) {
+        goto out;
+    }
+    rc = CLI_EXIT_FAILURE;
+    diag = rs_diag_new();
+    if (diag == NULL) {
+        fprintf(stderr, "risksim: %s\n", rs_strerror(RS_ENOMEM));
+        goto out;
+    }
+    err = rs_json_parse(text, len, &request, diag);
+    free(text); /* the request can be large: keep only one form of it */
+    text = NULL;
+    if (err != RS_OK) {
+        rc = report_request_error(err, diag, &o);
+        goto out;
+    }
+    err = apply_overrides(request, &o);
+    if (err != RS_OK) {
+        fprintf(stderr, "risksim: %s\n", rs_strerror(err));
+        goto out;
+    }
+    err = rs_model_from_json(request, NULL, &model, diag);
+    json_object_put(request);
+    request = NULL;
+    if (err != RS_OK) {
+        rc = report_request_error(err, diag, &o);
+        goto out;
+    }
+
+    if (o.progress == PROGRESS_ALWAYS) {
+        progress.style = isatty(STDERR_FILENO) ? STYLE_BAR : STYLE_LINES;
+    } else if (o.progress == PROGRESS_AUTO && isatty(STDERR_FILENO)) {
+        progress.style = STYLE_BAR;
+    }
+    progress.start = monotonic_seconds();
+    rs_run_options run = {
+        .threads = o.threads,
+        .chunk_trials = o.chunk_trials,
+        .progress = progress.style != STYLE_NONE ? on_progress : NULL,
+        .progress_ctx = &progress,
+        .cancel = &cancel_requested,
+    };
+    err = is_cancelled() ? RS_ECANCELLED : rs_simulate(model, &run, &result);
+    progress_finish(&progress);
+    /* The run is over: a Ctrl-C while the output is written stops the program the usual way. */
+    set_cancel_signals(NULL);
+    if (err == RS_ECANCELLED || is_cancelled()) {
+        rc = CLI_EXIT_CANCELLED;
+        goto out;
+    }
+    if (err != RS_OK) {
+        fprintf(stderr, "risksim: %s\n", rs_strerror(err));
+        goto out;
+    }
+    rc = o.summary ? print_summary(result, model, o.threads)
+                   : print_result_json(result, model, o.pretty);
+out:
+    if (rc == CLI_EXIT_CANCELLED) {
+        fputs("risksim: cancelled\n", stderr);
+    }
+    rs_result_free(result);
+    rs_model_free(model);
+    json_object_put(request);
+    rs_diag_free(diag);
+    free(text);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The command table and the dispatcher
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct cli_command {
+    const char *name;
+    const char *args;                  /* argument synopsis for the overview */
+    const char *summary;               /* one line for the overview */
+    int (*run)(int argc, char **argv); /* argv[0] is the command name; returns the exit code */
+    void (*usage)(FILE *out);          /* the command's full help */
+} cli_command;
+
+static int cmd_help(int argc, char **argv);
+static void usage_help(FILE *out);
+
+static const cli_command commands[] = {
+    {"simulate", "[options] FILE|-", "run a simulation request here and print the result",
+     cmd_simulate, usage_simulate},
+    {"help", "[COMMAND]", "show this overview, or the options of COMMAND", cmd_help, usage_help},
+};
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+static void usage_main(FILE *out)
+{
+    fprintf(out, "usage: risksim <command> [arguments]\n"
+                 "       risksim --version\n"
+                 "\n"
+                 "Commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char synopsis[64];
+        snprintf(synopsis, sizeof synopsis, "%s %s", commands[i].name, commands[i].args);
+        fprintf(out, "  %-26s %s\n", synopsis, commands[i].summary);
+    }
+    fprintf(out,
+            "\n`risksim help COMMAND` shows the options of a command; docs/cli.md has more.\n");
+}
+
+static void usage_help(FILE *out)
+{
+    fprintf(out, "usage: risksim help [COMMAND]\n"
+                 "\n"
+                 "Shows the list of commands, or the options of COMMAND.\n");
+}
+
+/* risksim help [COMMAND]: the overview, or a command's help, on stdout. */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stdout);
+        return CLI_EXIT_OK;
+    }
+    const cli_command *cmd = find_command(argv[1]);
+    if (cmd == NULL || argc > 2) {
+        fprintf(stderr, "risksim help: unknown command: %s\n\n", argv[1]);
+        usage_main(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    cmd->usage(stdout);
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
+        usage_main(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("risksim %s\n", RISKSIM_VERSION);
+        return CLI_EXIT_OK;
+    }
+    const cli_command *cmd = find_command(name);
+    if (cmd == NULL) {
+        fprintf(stderr, "risksim: unknown command: %s\n\n", name);
+        usage_main(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    return cmd->run(argc - 1, argv + 1);
+}

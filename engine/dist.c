@@ -1,0 +1,476 @@
+/*
+ * Distributions of the engine: normal quantile, lognormal from an interval, PERT and Poisson.
+ *
+ * Why this file exists: every draw of the simulation turns an HDR uniform into a number through
+ * an inverse CDF, so these functions decide both the accuracy and the reproducibility of every
+ * result. They are pure functions of their arguments: no global state (not even libm's
+ * `signgam`, which is why the log-gamma function is our own), no I/O, and the only allocation
+ * is the Poisson CDF table. The metalog lives in metalog.c.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "dist.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Normal quantile: Wichura, Algorithm AS 241 (PPND16), Applied Statistics 37(3), 1988.
+ * Three rational approximations of degree 7/7: a central one for |p - 0.5| <= 0.425, and two in
+ * r = sqrt(-log(min(p, 1-p))) for r <= 5 and r > 5. The published relative accuracy is about
+ * 1e-16.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Central region: Phi^-1(p) = q * A(r) / B(r), q = p - 0.5, r = 0.180625 - q^2. */
+static const double as241_a[8] = {3.3871328727963666080e0,  1.3314166789178437745e+2,
+                                  1.9715909503065514427e+3, 1.3731693765509461125e+4,
+                                  4.5921953931549871457e+4, 6.7265770927008700853e+4,
+                                  3.3430575583588128105e+4, 2.5090809287301226727e+3};
+static const double as241_b[8] = {1.0,
+                                  4.2313330701600911252e+1,
+                                  6.8718700749205790830e+2,
+                                  5.3941960214247511077e+3,
+                                  2.1213794301586595867e+4,
+                                  3.9307895800092710610e+4,
+                                  2.8729085735721942674e+4,
+                                  5.2264952788528545610e+3};
+/* Intermediate tail: C(r - 1.6) / D(r - 1.6) for r <= 5. */
+static const double as241_c[8] = {1.42343711074968357734e0,  4.63033784615654529590e0,
+                                  5.76949722146069140550e0,  3.64784832476320460504e0,
+                                  1.27045825245236838258e0,  2.41780725177450611770e-1,
+                                  2.27238449892691845833e-2, 7.74545014278341407640e-4};
+static const double as241_d[8] = {1.0,
+                                  2.05319162663775882187e0,
+                                  1.67638483018380384940e0,
+                                  6.89767334985100004550e-1,
+                                  1.48103976427480074590e-1,
+                                  1.51986665636164571966e-2,
+                                  5.47593808499534494600e-4,
+                                  1.05075007164441684324e-9};
+/* Far tail: E(r - 5) / F(r - 5) for r > 5. */
+static const double as241_e[8] = {6.65790464350110377720e0,  5.46378491116411436990e0,
+                                  1.78482653991729133580e0,  2.96560571828504891230e-1,
+                                  2.65321895265761230930e-2, 1.24266094738807843860e-3,
+                                  2.71155556874348757815e-5, 2.01033439929228813265e-7};
+static const double as241_f[8] = {1.0,
+                                  5.99832206555887937690e-1,
+                                  1.36929880922735805310e-1,
+                                  1.48753612908506148525e-2,
+                                  7.86869131145613259100e-4,
+                                  1.84631831751005468180e-5,
+                                  1.42151175831644588870e-7,
+                                  2.04426310338993978564e-15};
+
+/* Evaluates the degree-7 polynomial k[0] + k[1] x + ... + k[7] x^7 by Horner's rule. */
+static double poly7(const double k[8], double x)
+{
+    double v = k[7];
+    for (int i = 6; i >= 0; i--) {
+        v = v * x + k[i];
+    }
+    return v;
+}
+
+double rs_norm_quantile(double p)
+{
+    if (!(p >= 0.0 && p <= 1.0)) {
+        return NAN; /* also catches NaN */
+    }
+    if (p == 0.0) {
+        return -INFINITY;
+    }
+    if (p == 1.0) {
+        return INFINITY;
+    }
+    double q = p - 0.5;
+    if (fabs(q) <= 0.425) {
+        double r = 0.180625 - q * q;
+        return q * poly7(as241_a, r) / poly7(as241_b, r);
+    }
+    /* min(p, 1-p): 1 - p is exact here because p > 0.5 (Sterbenz). */
+    double r = q < 0.0 ? p : 1.0 - p;
+    r = sqrt(-log(r));
+    double v;
+    if (r <= 5.0) {
+        r -= 1.6;
+        v = poly7(as241_c, r) / poly7(as241_d, r);
+    } else {
+        r -= 5.0;
+        v = poly7(as241_e, r) / poly7(as241_f, r);
+    }
+    return q < 0.0 ? -v : v;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Lognormal from a central interval
+ * ------------------------------------------------------------------------------------------- */
+
+void rs_lognormal_from_interval(double lower, double upper, double ci, double *mu, double *sigma)
+{
+    double ll = log(lower), lu = log(upper);
+    double z = rs_norm_quantile(0.5 + 0.5 * ci); /* Phi^-1((1 + ci) / 2) */
+    *mu = 0.5 * (lu + ll);
+    *sigma = (lu - ll) / (2.0 * z);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Log-gamma (thread-safe replacement for lgamma, which writes the global `signgam`)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Below this, log_gamma shifts its argument up; at and above it Stirling's series is used. */
+#define STIRLING_MIN 15.0
+
+/* Stirling's correction delta(x) = log Gamma(x) - ((x - 1/2) log x - x + log(2 pi) / 2) for
+ * x >= STIRLING_MIN: sum_k B_2k / (2k (2k-1) x^(2k-1)), k = 1..7. The first omitted term is
+ * below 7e-20 there. */
+static double stirling_delta(double x)
+{
+    double z = 1.0 / x, z2 = z * z;
+    return z * (1.0 / 12.0 -
+                z2 * (1.0 / 360.0 -
+                      z2 * (1.0 / 1260.0 -
+                            z2 * (1.0 / 1680.0 -
+                                  z2 * (1.0 / 1188.0 - z2 * (691.0 / 360360.0 - z2 / 156.0))))));
+}
+
+static const double half_log_2pi = 0.91893853320467274178;
+
+/* log Gamma(x) for x > 0. Shifts x up to at least STIRLING_MIN with Gamma(x) = Gamma(x+n) /
+ * (x (x+1) ... (x+n-1)) and uses Stirling's series there: absolute error about 1e-14 for
+ * x < 15, a few ulp above. */
+static double log_gamma(double x)
+{
+    double prod = 1.0;
+    while (x < STIRLING_MIN) {
+        prod *= x;
+        x += 1.0;
+    }
+    return (x - 0.5) * log(x) - x + half_log_2pi + stirling_delta(x) - log(prod);
+}
+
+/* log B(a, b) = log Gamma(a) + log Gamma(b) - log Gamma(a+b) for a, b > 0, without the
+ * cancellation of the direct formula: when b is large the Stirling terms are combined
+ * analytically first, e.g. for a, b >= 15
+ *   log B = (a - 1/2) log(a/(a+b)) - b log1p(a/b) - log(b)/2 + log(2 pi)/2
+ *           + delta(a) + delta(b) - delta(a+b),
+ * whose terms are all of the size of the result (the direct formula subtracts numbers near
+ * 8e4 for a = b = 1e4 and loses 1e-11). Absolute error about 1e-14. */
+static double log_beta(double a, double b)
+{
+    if (a > b) {
+        double t = a;
+        a = b;
+        b = t;
+    }
+    if (b < STIRLING_MIN) {
+        return log_gamma(a) + log_gamma(b) - log_gamma(a + b);
+    }
+    double s = a + b;
+    if (a < STIRLING_MIN) {
+        /* log Gamma(b) - log Gamma(a+b) = -(b - 1/2) log1p(a/b) - a log(a+b) + a
+         *                                 + delta(b) - delta(a+b) */
+        return log_gamma(a) - (b - 0.5) * log1p(a / b) - a * log(s) + a + stirling_delta(b) -
+               stirling_delta(s);
+    }
+    return (a - 0.5) * log(a / s) - b * log1p(a / b) - 0.5 * log(b) + half_log_2pi +
+           stirling_delta(a) + stirling_delta(b) - stirling_delta(s);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * PERT: a Beta(alpha, beta) scaled to [min, max]; quantile by inverting the regularized
+ * incomplete beta function I_x(a, b).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Most terms of the continued fraction; it needs O(sqrt(max(a, b))) of them, about 300 for
+ * a = b = 1e4, so this bound is only reached far outside the supported range. */
+#define BETA_CF_MAX_ITER 20000
+/* Most Halley/bisection steps of the inversion (typically 3 to 6 are used). */
+#define BETA_INV_MAX_ITER 200
+
+/* Continued fraction of I_x(a, b) (DLMF 8.17.22): I_x(a,b) = x^a (1-x)^b / (a B(a,b)) / G with
+ * G = 1 + d1 / (1 + d2 / (1 + d3 / ...)), d_{2m} = m (b-m) x / ((a+2m-1)(a+2m)) and
+ * d_{2m+1} = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1)). Returns 1 / G, with G evaluated forwards by
+ * the modified Lentz method. Converges fast for x < (a+1)/(a+b+2); when b is an integer some
+ * d_{2m} is 0 and the fraction ends there exactly. */
+static double beta_cf(double x, double a, double b)
+{
+    const double tiny = 1e-300;
+    double g = 1.0, c = 1.0, d = 0.0;
+    for (int j = 1; j <= 2 * BETA_CF_MAX_ITER; j++) {
+        double m = (double)(j / 2), dj;
+        if (j % 2 == 0) {
+            dj = m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
+        } else {
+            dj = -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
+        }
+        d = 1.0 + dj * d;
+        if (fabs(d) < tiny) {
+            d = tiny;
+        }
+        c = 1.0 + dj / c;
+        if (fabs(c) < tiny) {
+            c = tiny;
+        }
+        d = 1.0 / d;
+        double delta = c * d;
+        g *= delta;
+        if (fabs(delta - 1.0) <= DBL_EPSILON) {
+            break;
+        }
+    }
+    return 1.0 / g;
+}
+
+/* Computes I = I_x(a, b) and its complement Ic = 1 - I, each accurate relative to itself where
+ * it is the smaller one (the continued fraction is evaluated on the side where it converges and
+ * the other is obtained by subtraction). 0 < x < 1, lbeta = log B(a, b). */
+static void beta_inc(double x, double a, double b, double lbeta, double *I, double *Ic)
+{
+    double front = exp(a * log(x) + b * log1p(-x) - lbeta);
+    if (x < (a + 1.0) / (a + b + 2.0)) {
+        *I = front * beta_cf(x, a, b) / a;
+        *Ic = 1.0 - *I;
+    } else {
+        *Ic = front * beta_cf(1.0 - x, b, a) / b;
+        *I = 1.0 - *Ic;
+    }
+}
+
+/* Normal-approximation first guess of I^-1_p(a, b) for a, b >= 1 (Abramowitz & Stegun 26.5.22
+ * with z the upper-tail normal deviate of p). */
+static double beta_inv_guess(double p, double a, double b)
+{
+    double z = -rs_norm_quantile(p); /* Q(z) = p */
+    double lam = (z * z - 3.0) / 6.0;
+    double ia = 1.0 / (2.0 * a - 1.0), ib = 1.0 / (2.0 * b - 1.0);
+    double h = 2.0 / (ia + ib);
+    double w = z * sqrt(h + lam) / h - (ib - ia) * (lam + 5.0 / 6.0 - 2.0 / (3.0 * h));
+    return a / (a + b * exp(2.0 * w));
+}
+
+/* Inverse of the regularized incomplete beta function: the x in (0,1) with I_x(a, b) = p, for
+ * a, b >= 1, 0 < p < 1, q = 1 - p computed by the caller (so that whichever of p, q is small
+ * keeps its full precision), lbeta = log B(a, b).
+ *
+ * Bracket: for a, b >= 1, I_x(a,b) <= x^a / (a B(a,b)) and 1 - I_x(a,b) <= (1-x)^b / (b B(a,b)),
+ * so the root lies in [(p a B)^(1/a), 1 - (q b B)^(1/b)]. Start from the normal approximation
+ * (moved into the bracket), then take Halley steps on f(x) = I_x - p (f' is the Beta density,
+ * f''/f' = (a-1)/x - (b-1)/(1-x)), shrinking the bracket with the sign of f at every iterate and
+ * bisecting whenever a step would leave it. Stops when the step is below 4 ulp of x. */
+static double beta_inv(double p, double q, double a, double b, double lbeta)
+{
+    double lo = 0.0, hi = 1.0;
+    double xl = exp((log(p) + log(a) + lbeta) / a);
+    if (xl > 0.0 && xl < 1.0) {
+        lo = xl * (1.0 - 1e-12); /* widened by far more than its rounding error */
+    }
+    double yu = exp((log(q) + log(b) + lbeta) / b);
+    if (yu > 0.0 && yu < 1.0) {
+        hi = 1.0 - yu * (1.0 - 1e-12);
+    }
+    if (!(lo < hi)) { /* cannot happen for a, b >= 1; keep the trivial bracket */
+        lo = 0.0;
+        hi = 1.0;
+    }
+
+    double x = beta_inv_guess(p, a, b);
+    if (!(x > lo && x < hi)) {
+        /* In the far tails the bound itself is an excellent guess. */
+        x = p < 0.5 ? (lo > 0.0 ? lo : 0.5 * hi) : (hi < 1.0 ? hi : 0.5 * (1.0 + lo));
+        if (!(x > lo && x < hi)) {
+            x = 0.5 * (lo + hi);
+        }
+    }
+
+    for (int iter = 0; iter < BETA_INV_MAX_ITER; iter++) {
+        double I, Ic;
+        beta_inc(x, a, b, lbeta, &I, &Ic);
+        /* f = I - p, computed from the side where it keeps its precision. */
+        double f = p <= 0.5 ? I - p : q - Ic;
+        if (f == 0.0) {
+            return x;
+        }
+        if (f < 0.0) {
+            lo = x;
+        } else {
+            hi = x;
+        }
+
+        double xn = NAN;
+        double dens = exp((a - 1.0) * log(x) + (b - 1.0) * log1p(-x) - lbeta);
+        if (dens > 0.0 && isfinite(dens)) {
+            double t = f / dens; /* Newton step */
+            double curv = (a - 1.0) / x - (b - 1.0) / (1.0 - x);
+            double den = 1.0 - 0.5 * t * curv;
+            double step = (den > 0.5 && den < 2.0) ? t / den : t; /* Halley when tame */
+            xn = x - step;
+        }
+        if (!(xn > lo && xn < hi)) {
+            /* Bisect; geometrically when the bracket spans orders of magnitude near 0. */
+            xn = (lo > 0.0 && hi > 1e3 * lo) ? sqrt(lo * hi) : 0.5 * (lo + hi);
+            if (!(xn > lo && xn < hi)) {
+                return x; /* the bracket is down to adjacent doubles */
+            }
+        }
+        if (fabs(xn - x) <= 4.0 * DBL_EPSILON * xn) {
+            return xn;
+        }
+        x = xn;
+    }
+    return x;
+}
+
+void rs_pert_init(rs_pert *pert, double min, double mode, double max, double gamma)
+{
+    double range = max - min;
+    pert->min = min;
+    pert->max = max;
+    pert->alpha = 1.0 + gamma * (mode - min) / range;
+    pert->beta = 1.0 + gamma * (max - mode) / range;
+    pert->lbeta = log_beta(pert->alpha, pert->beta);
+}
+
+double rs_pert_quantile(const rs_pert *pert, double u)
+{
+    if (isnan(u)) {
+        return NAN;
+    }
+    if (u <= 0.0) {
+        return pert->min;
+    }
+    if (u >= 1.0) {
+        return pert->max;
+    }
+    double a = pert->alpha, b = pert->beta, x;
+    if (a == 1.0 && b == 1.0) {
+        x = u; /* uniform */
+    } else if (a == 1.0) {
+        x = -expm1(log1p(-u) / b); /* I_x(1,b) = 1 - (1-x)^b */
+    } else if (b == 1.0) {
+        x = exp(log(u) / a); /* I_x(a,1) = x^a */
+    } else if (a == b && u == 0.5) {
+        x = 0.5; /* symmetric: exact median */
+    } else {
+        x = beta_inv(u, 1.0 - u, a, b, pert->lbeta);
+    }
+    double v = pert->min + (pert->max - pert->min) * x;
+    if (v < pert->min) {
+        v = pert->min;
+    }
+    if (v > pert->max) {
+        v = pert->max;
+    }
+    return v;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Poisson CDF table
+ *
+ * The pmf is built relative to its mode m = floor(lambda): w(m) = 1, w(k-1) = w(k) k / lambda
+ * below it and w(k+1) = w(k) lambda / (k+1) above it, then normalized by the (compensated) sum
+ * of the table. Working relative to the mode means e^-1000 never appears: the weights far below
+ * the mode underflow harmlessly to 0 instead of taking the whole table with them, the rounding
+ * error of each weight grows only with |k - m| (a few 1e-14 at most for lambda = 1000), and the
+ * normalization makes the last entry exactly 1. The table stops at the first k >= m whose
+ * remaining tail, bounded by w(k+1) / (1 - lambda/(k+2)) (a geometric series, since the ratios
+ * keep falling), is below 1e-17 of the total: far below the 2^-33 that separates the largest
+ * HDR draw from 1. That is about m + 9.5 sqrt(lambda) + 30 entries (about 1,330 for 1000).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Largest lambda of API.md section 1. */
+static const double poisson_max_lambda = 1000.0;
+/* Tail mass (relative to the mode's weight, hence to the total) left out of the table. */
+static const double poisson_tail = 1e-17;
+/* Safety cap on entries past the mode; lambda <= 1000 needs fewer than 400. */
+#define POISSON_MAX_ABOVE_MODE 100000u
+
+rs_err rs_poisson_init(rs_poisson *pois, double lambda)
+{
+    pois->lambda = lambda;
+    pois->cdf = NULL;
+    pois->n = 0;
+    if (!(lambda >= 0.0 && lambda <= poisson_max_lambda)) {
+        return RS_EINVAL;
+    }
+    if (lambda == 0.0) {
+        return RS_OK;
+    }
+
+    size_t m = (size_t)floor(lambda);
+    /* Pass 1: where the table ends. The same products as pass 2, so the same decision. */
+    size_t last = m;
+    double w = 1.0;
+    for (;;) {
+        double next = w * lambda / (double)(last + 1);
+        double ratio = lambda / (double)(last + 2); /* < 1 since last + 2 > lambda */
+        if (next / (1.0 - ratio) <= poisson_tail || last - m >= POISSON_MAX_ABOVE_MODE) {
+            break;
+        }
+        w = next;
+        last++;
+    }
+    size_t n = last + 1;
+
+    double *cdf = malloc(n * sizeof *cdf);
+    if (cdf == NULL) {
+        return RS_ENOMEM;
+    }
+    /* Pass 2: the weights, stored in cdf[] for now. */
+    cdf[m] = 1.0;
+    for (size_t k = m; k > 0; k--) {
+        cdf[k - 1] = cdf[k] * (double)k / lambda;
+    }
+    for (size_t k = m; k + 1 < n; k++) {
+        cdf[k + 1] = cdf[k] * lambda / (double)(k + 1);
+    }
+    /* Prefix sums with Neumaier's compensation, then normalization by the full sum. */
+    double sum = 0.0, comp = 0.0;
+    for (size_t k = 0; k < n; k++) {
+        double v = cdf[k];
+        double t = sum + v;
+        if (fabs(sum) >= fabs(v)) {
+            comp += (sum - t) + v;
+        } else {
+            comp += (v - t) + sum;
+        }
+        sum = t;
+        cdf[k] = sum + comp;
+    }
+    double total = cdf[n - 1];
+    for (size_t k = 0; k < n; k++) {
+        double c = cdf[k] / total;
+        cdf[k] = c < 1.0 ? c : 1.0;
+    }
+    cdf[n - 1] = 1.0; /* covers every u < 1 */
+
+    pois->cdf = cdf;
+    pois->n = n;
+    return RS_OK;
+}
+
+void rs_poisson_free(rs_poisson *pois)
+{
+    if (pois == NULL) {
+        return;
+    }
+    free(pois->cdf);
+    pois->cdf = NULL;
+    pois->n = 0;
+}
+
+uint32_t rs_poisson_quantile(const rs_poisson *pois, double u)
+{
+    if (pois->cdf == NULL || pois->n == 0) {
+        return 0;
+    }
+    /* Smallest k with cdf[k] >= u; cdf[n-1] == 1 so the answer is in [0, n-1]. */
+    size_t lo = 0, hi = pois->n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pois->cdf[mid] >= u) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return (uint32_t)lo;
+}

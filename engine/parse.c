@@ -1,0 +1,1544 @@
+/*
+ * Request JSON to model: the tree form, and the rules both forms share.
+ *
+ * Why this file exists: a request is untrusted input that decides what a risk model computes,
+ * so every rule of API.md section 1 is checked here, every broken rule is reported (with a JSON
+ * pointer and a stable code, see docs/request.md) instead of only the first, and nothing in the
+ * input can make the parser crash, recurse without bound or leak. The first half holds the
+ * helpers declared in parse.h (pointers, problems, typed field readers, names, sets, the top
+ * level, lognormal intervals, metalog fits, the final pass that assigns seedVars); the second
+ * half walks the tree form ("root") and is where rs_model_from_json and rs_model_parse live.
+ * The flat compatibility form is in parse_flat.c.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "parse.h"
+
+#define FNV_OFFSET 14695981039346656037ull
+#define FNV_PRIME 1099511628211ull
+#define MESSAGE_MAX 512
+#define DEFAULT_CI 0.9
+#define DEFAULT_PERT_GAMMA 4.0
+#define MAX_CONTROLS 16
+#define MIN_METALOG_PAIRS 2
+
+/* =============================================================================================
+ * JSON pointers
+ * ========================================================================================== */
+
+/* Bytes key takes as an escaped segment, with its "/". */
+static size_t segment_size(const char *key)
+{
+    size_t n = 1;
+    for (const char *k = key; *k != '\0'; k++)
+        n += (*k == '~' || *k == '/') ? 2 : 1;
+    return n;
+}
+
+size_t rs_ptr_push_key(rs_ptr *ptr, const char *key)
+{
+    size_t mark = ptr->vlen;
+    size_t need = segment_size(key);
+    if (ptr->len == ptr->vlen && need < RS_PTR_MAX - ptr->len) {
+        char *w = ptr->buf + ptr->len;
+        *w++ = '/';
+        for (const char *k = key; *k != '\0'; k++) {
+            if (*k == '~' || *k == '/') {
+                *w++ = '~';
+                *w++ = *k == '~' ? '0' : '1';
+            } else {
+                *w++ = *k;
+            }
+        }
+        *w = '\0';
+        ptr->len += need;
+    }
+    ptr->vlen += need;
+    return mark;
+}
+
+size_t rs_ptr_push_index(rs_ptr *ptr, size_t index)
+{
+    char digits[24];
+    snprintf(digits, sizeof digits, "%zu", index);
+    return rs_ptr_push_key(ptr, digits);
+}
+
+void rs_ptr_pop(rs_ptr *ptr, size_t mark)
+{
+    ptr->vlen = mark;
+    if (ptr->len > mark)
+        ptr->len = mark;
+    ptr->buf[ptr->len] = '\0';
+}
+
+/* =============================================================================================
+ * Problems
+ * ========================================================================================== */
+
+/* Counts a problem and adds it to the diag (when there is one and memory allows). */
+static void report_v(rs_pctx *ctx, const char *pointer, const char *code, const char *fmt,
+                     va_list ap)
+{
+    char msg[MESSAGE_MAX];
+    ctx->nerrors++;
+    if (ctx->diag == NULL || ctx->err != RS_OK)
+        return;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (rs_diag_add(ctx->diag, pointer, code, msg) != RS_OK)
+        ctx->err = RS_ENOMEM;
+}
+
+void rs_report(rs_pctx *ctx, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report_v(ctx, ctx->ptr.buf, code, fmt, ap);
+    va_end(ap);
+}
+
+void rs_report_key(rs_pctx *ctx, const char *key, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    size_t mark = rs_ptr_push_key(&ctx->ptr, key);
+    va_start(ap, fmt);
+    report_v(ctx, ctx->ptr.buf, code, fmt, ap);
+    va_end(ap);
+    rs_ptr_pop(&ctx->ptr, mark);
+}
+
+void rs_report_at(rs_pctx *ctx, const char *pointer, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report_v(ctx, pointer, code, fmt, ap);
+    va_end(ap);
+}
+
+int rs_failed(const rs_pctx *ctx)
+{
+    return ctx->err != RS_OK;
+}
+
+/* =============================================================================================
+ * Strings: quoting for messages, copies, ids, names
+ * ========================================================================================== */
+
+void rs_quote(const char *s, size_t len, char *buf, size_t size)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t room = size - 4 < 60 ? size - 4 : 60; /* keep space for "..." */
+    size_t i = 0, w = 0;
+    while (i < len) {
+        uint32_t cp = 0;
+        size_t n = rs_utf8_decode(u + i, len - i, &cp);
+        int bad = n == 0 || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F);
+        size_t out = bad ? 1 : n;
+        if (w + out > room)
+            break;
+        if (bad)
+            buf[w] = '?';
+        else
+            memcpy(buf + w, s + i, n);
+        w += out;
+        i += n == 0 ? 1 : n;
+    }
+    if (i < len) {
+        memcpy(buf + w, "...", 3);
+        w += 3;
+    }
+    buf[w] = '\0';
+}
+
+char *rs_copy_str(rs_pctx *ctx, const char *s, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        ctx->err = RS_ENOMEM;
+        return NULL;
+    }
+    if (len > 0)
+        memcpy(copy, s, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+/* Returns non-zero for the characters an id may contain: [A-Za-z0-9_.-]. */
+static int id_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
+int rs_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > RS_MAX_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!id_char((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+int rs_check_id(rs_pctx *ctx, const char *s, size_t len)
+{
+    if (len == 0) {
+        rs_report(ctx, "too_short", "must not be empty");
+        return 0;
+    }
+    if (len > RS_MAX_ID_LEN) {
+        rs_report(ctx, "too_long", "must be at most %d characters (has %zu)", RS_MAX_ID_LEN, len);
+        return 0;
+    }
+    if (!rs_id_valid(s, len)) {
+        rs_report(ctx, "invalid_format",
+                  "may contain only the letters A-Z and a-z, digits, '_', '.' and '-'");
+        return 0;
+    }
+    return 1;
+}
+
+/* Returns non-zero for a code point a name may not contain: C0, DEL, C1. */
+static int is_control(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F);
+}
+
+int rs_check_name(rs_pctx *ctx, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t chars = 0;
+    if (len == 0) {
+        rs_report(ctx, "too_short", "must not be empty");
+        return 0;
+    }
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = rs_utf8_decode(u + i, len - i, &cp);
+        if (n == 0) {
+            rs_report(ctx, "invalid_format", "is not valid UTF-8 (byte %zu)", i);
+            return 0;
+        }
+        if (is_control(cp)) {
+            rs_report(ctx, "invalid_format",
+                      "must be printable: control character U+%04" PRIX32 " at byte %zu", cp, i);
+            return 0;
+        }
+        chars++;
+        i += n;
+    }
+    if (chars > RS_MAX_NAME_CHARS) {
+        rs_report(ctx, "too_long", "must be at most %d characters (has %zu)", RS_MAX_NAME_CHARS,
+                  chars);
+        return 0;
+    }
+    return 1;
+}
+
+/* Returns non-zero when s (len bytes) equals the C string lit. */
+static int str_is(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(s, lit, len) == 0;
+}
+
+/* Writes v with the fewest digits (15 to 17) that read back as the same double. Returns buf. */
+static const char *num_text(double v, char buf[32])
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, 32, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* =============================================================================================
+ * Hash sets
+ * ========================================================================================== */
+
+static uint64_t fnv_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* FNV-1a step over a 32-bit index as 4 little-endian bytes (the seedVar path hash). */
+static uint64_t fnv_index(uint64_t h, uint32_t index)
+{
+    unsigned char le[4] = {(unsigned char)(index & 0xFFu), (unsigned char)((index >> 8) & 0xFFu),
+                           (unsigned char)((index >> 16) & 0xFFu),
+                           (unsigned char)((index >> 24) & 0xFFu)};
+    return fnv_bytes(h, le, sizeof le);
+}
+
+/* Hash of a set key: FNV-1a of a string, a mixer of a number. */
+static uint64_t key_hash(const char *s, size_t len)
+{
+    if (s != NULL)
+        return fnv_bytes(FNV_OFFSET, s, len);
+    uint64_t z = (uint64_t)len + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The slot holding the key, or the empty slot where it would go. cap is a power of two and
+ * the table is never full. */
+static rs_set_slot *set_probe(rs_set_slot *slots, size_t cap, const char *s, size_t len, uint64_t h)
+{
+    size_t i = (size_t)h & (cap - 1);
+    for (;;) {
+        rs_set_slot *slot = &slots[i];
+        if (!slot->used)
+            return slot;
+        if (slot->hash == h && slot->len == len &&
+            ((s == NULL && slot->s == NULL) ||
+             (s != NULL && slot->s != NULL && memcmp(slot->s, s, len) == 0)))
+            return slot;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+/* Doubles the table. Returns 0, or -1 when out of memory (recorded in ctx). */
+static int set_grow(rs_pctx *ctx, rs_set *set)
+{
+    size_t cap = set->cap == 0 ? 16 : set->cap * 2;
+    rs_set_slot *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL) {
+        ctx->err = RS_ENOMEM;
+        return -1;
+    }
+    for (size_t i = 0; i < set->cap; i++) {
+        const rs_set_slot *old = &set->slots[i];
+        if (old->used)
+            *set_probe(slots, cap, old->s, old->len, old->hash) = *old;
+    }
+    free(set->slots);
+    set->slots = slots;
+    set->cap = cap;
+    return 0;
+}
+
+int rs_set_insert(rs_pctx *ctx, rs_set *set, const char *s, size_t len, uint32_t value,
+                  uint32_t *existing)
+{
+    if ((set->count + 1) * 2 > set->cap && set_grow(ctx, set) != 0)
+        return -1;
+    uint64_t h = key_hash(s, len);
+    rs_set_slot *slot = set_probe(set->slots, set->cap, s, len, h);
+    if (slot->used) {
+        if (existing != NULL)
+            *existing = slot->value;
+        return 0;
+    }
+    slot->s = s;
+    slot->len = len;
+    slot->hash = h;
+    slot->value = value;
+    slot->used = 1;
+    set->count++;
+    return 1;
+}
+
+int rs_set_find(const rs_set *set, const char *s, size_t len, uint32_t *value)
+{
+    if (set->cap == 0)
+        return 0;
+    const rs_set_slot *slot = set_probe(set->slots, set->cap, s, len, key_hash(s, len));
+    if (!slot->used)
+        return 0;
+    if (value != NULL)
+        *value = slot->value;
+    return 1;
+}
+
+void rs_set_free(rs_set *set)
+{
+    free(set->slots);
+    set->slots = NULL;
+    set->cap = 0;
+    set->count = 0;
+}
+
+/* =============================================================================================
+ * Typed field readers
+ * ========================================================================================== */
+
+/* The JSON type of v, as messages name it. */
+static const char *type_name(const struct json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null:
+        return "null";
+    case json_type_boolean:
+        return "a boolean";
+    case json_type_double:
+    case json_type_int:
+        return "a number";
+    case json_type_object:
+        return "an object";
+    case json_type_array:
+        return "an array";
+    case json_type_string:
+        return "a string";
+    }
+    return "unknown";
+}
+
+/* Edit distance of two short strings, or a large number when either is long. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[33];
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] == b[j - 1] ? 0 : 1);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Reports the unknown field key with a hint: the closest allowed name, or the allowed list. */
+static void report_unknown(rs_pctx *ctx, const char *key, const char *const *allowed, size_t n)
+{
+    char quoted[72], list[256];
+    const char *best = NULL;
+    size_t best_d = 3, w = 0;
+    rs_quote(key, strlen(key), quoted, sizeof quoted);
+    for (size_t i = 0; i < n; i++) {
+        size_t d = edit_distance(key, allowed[i]);
+        if (d < best_d)
+            best_d = d, best = allowed[i];
+    }
+    if (best != NULL) {
+        rs_report_key(ctx, key, "unknown_field", "unknown field \"%s\"; did you mean \"%s\"?",
+                      quoted, best);
+        return;
+    }
+    list[0] = '\0';
+    for (size_t i = 0; i < n && w < sizeof list; i++) {
+        int k = snprintf(list + w, sizeof list - w, "%s%s", i ? ", " : "", allowed[i]);
+        if (k < 0)
+            break;
+        w += (size_t)k;
+    }
+    rs_report_key(ctx, key, "unknown_field",
+                  "unknown field \"%s\"; allowed here: %s, \"description\" and \"x-\" extensions",
+                  quoted, list);
+}
+
+void rs_check_fields(rs_pctx *ctx, const struct json_object *obj, const char *const *allowed,
+                     size_t n)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        int known = 0;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strcmp(key, allowed[i]) == 0;
+        if (known || strncmp(key, "x-", 2) == 0)
+            continue;
+        if (strcmp(key, "description") == 0) {
+            if (!json_object_is_type(val, json_type_string))
+                rs_report_key(ctx, key, "type", "must be a string, not %s", type_name(val));
+            continue;
+        }
+        report_unknown(ctx, key, allowed, n);
+    }
+}
+
+int rs_has(const struct json_object *obj, const char *key)
+{
+    return json_object_object_get_ex(obj, key, NULL);
+}
+
+/* Reads obj[key] into *v. Reports required when it is absent and required. Returns 1 when
+ * present (the value may be null). */
+static int get_field(rs_pctx *ctx, const struct json_object *obj, const char *key, int required,
+                     struct json_object **v)
+{
+    if (json_object_object_get_ex(obj, key, v))
+        return 1;
+    if (required)
+        rs_report_key(ctx, key, "required", "is required");
+    return 0;
+}
+
+const struct json_object *rs_get_object(rs_pctx *ctx, const struct json_object *obj,
+                                        const char *key, int required)
+{
+    struct json_object *v = NULL;
+    if (!get_field(ctx, obj, key, required, &v))
+        return NULL;
+    if (!json_object_is_type(v, json_type_object)) {
+        rs_report_key(ctx, key, "type", "must be an object, not %s", type_name(v));
+        return NULL;
+    }
+    return v;
+}
+
+const struct json_object *rs_get_array(rs_pctx *ctx, const struct json_object *obj, const char *key,
+                                       int required)
+{
+    struct json_object *v = NULL;
+    if (!get_field(ctx, obj, key, required, &v))
+        return NULL;
+    if (!json_object_is_type(v, json_type_array)) {
+        rs_report_key(ctx, key, "type", "must be an array, not %s", type_name(v));
+        return NULL;
+    }
+    return v;
+}
+
+int rs_get_string(rs_pctx *ctx, const struct json_object *obj, const char *key, int required,
+                  const char **s, size_t *len)
+{
+    struct json_object *v = NULL;
+    if (!get_field(ctx, obj, key, required, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_string)) {
+        rs_report_key(ctx, key, "type", "must be a string, not %s", type_name(v));
+        return 0;
+    }
+    *s = json_object_get_string(v);
+    *len = (size_t)json_object_get_string_len(v);
+    return 1;
+}
+
+/* Writes the range as text: "in [0, 1]", "> 0", ">= 0". */
+static void range_text(const rs_range *r, char *buf, size_t size)
+{
+    int has_lo = isfinite(r->lo), has_hi = isfinite(r->hi);
+    if (has_lo && has_hi)
+        snprintf(buf, size, "in %c%.15g, %.15g%c", r->lo_open ? '(' : '[', r->lo, r->hi,
+                 r->hi_open ? ')' : ']');
+    else if (has_lo)
+        snprintf(buf, size, "%s %.15g", r->lo_open ? ">" : ">=", r->lo);
+    else if (has_hi)
+        snprintf(buf, size, "%s %.15g", r->hi_open ? "<" : "<=", r->hi);
+    else
+        snprintf(buf, size, "finite");
+}
+
+int rs_number_value(rs_pctx *ctx, const struct json_object *v, const rs_range *range, double *out)
+{
+    char nb[32];
+    char text[96];
+    if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) {
+        rs_report(ctx, "type", "must be a number, not %s", type_name(v));
+        return 0;
+    }
+    double d = json_object_get_double(v);
+    if (!isfinite(d)) {
+        rs_report(ctx, "out_of_range", "must be a finite number (this one overflows a double)");
+        return 0;
+    }
+    if (range != NULL && ((range->lo_open ? !(d > range->lo) : !(d >= range->lo)) ||
+                          (range->hi_open ? !(d < range->hi) : !(d <= range->hi)))) {
+        range_text(range, text, sizeof text);
+        rs_report(ctx, "out_of_range", "must be %s (is %s)", text, num_text(d, nb));
+        return 0;
+    }
+    *out = d;
+    return 1;
+}
+
+int rs_get_number(rs_pctx *ctx, const struct json_object *obj, const char *key, int required,
+                  const rs_range *range, double *out)
+{
+    struct json_object *v = NULL;
+    if (!get_field(ctx, obj, key, required, &v))
+        return 0;
+    size_t mark = rs_ptr_push_key(&ctx->ptr, key);
+    int ok = rs_number_value(ctx, v, range, out);
+    rs_ptr_pop(&ctx->ptr, mark);
+    return ok;
+}
+
+/* Converts an integral double to int64, saturating (the caller's range check then fails). */
+static int64_t saturate_int64(double d)
+{
+    if (d >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (d <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)d;
+}
+
+/* Reads the integer value of v (at the current pointer). Returns 1 and stores it, or reports
+ * type / out_of_range and returns 0. */
+static int integer_value(rs_pctx *ctx, const struct json_object *v, int64_t *out)
+{
+    char nb[32];
+    if (json_object_is_type(v, json_type_int)) {
+        *out = json_object_get_int64(v); /* saturates above INT64_MAX */
+        return 1;
+    }
+    if (!json_object_is_type(v, json_type_double)) {
+        rs_report(ctx, "type", "must be an integer, not %s", type_name(v));
+        return 0;
+    }
+    double d = json_object_get_double(v);
+    if (!isfinite(d)) {
+        rs_report(ctx, "out_of_range", "must be a finite number (this one overflows a double)");
+        return 0;
+    }
+    if (d != floor(d)) {
+        rs_report(ctx, "type", "must be an integer (is %s)", num_text(d, nb));
+        return 0;
+    }
+    *out = saturate_int64(d);
+    return 1;
+}
+
+int rs_get_integer(rs_pctx *ctx, const struct json_object *obj, const char *key, int required,
+                   int64_t lo, int64_t hi, int64_t *out)
+{
+    struct json_object *v = NULL;
+    int64_t x = 0;
+    int ok = 0;
+    if (!get_field(ctx, obj, key, required, &v))
+        return 0;
+    size_t mark = rs_ptr_push_key(&ctx->ptr, key);
+    if (integer_value(ctx, v, &x)) {
+        if (x < lo || x > hi) {
+            rs_report(ctx, "out_of_range", "must be an integer in [%" PRId64 ", %" PRId64 "]", lo,
+                      hi);
+        } else {
+            *out = x;
+            ok = 1;
+        }
+    }
+    rs_ptr_pop(&ctx->ptr, mark);
+    return ok;
+}
+
+/* Reads obj[key] as one of the n strings in names. Returns its index, or -1 (absent, not a
+ * string or not in the list: reported as required, type or invalid_value). */
+static int get_enum(rs_pctx *ctx, const struct json_object *obj, const char *key,
+                    const char *const *names, size_t n)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    char list[160], quoted[72];
+    size_t w = 0;
+    if (!rs_get_string(ctx, obj, key, RS_REQUIRED, &s, &len))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (str_is(s, len, names[i]))
+            return (int)i;
+    list[0] = '\0';
+    for (size_t i = 0; i < n && w < sizeof list; i++) {
+        int k = snprintf(list + w, sizeof list - w, "%s\"%s\"", i ? ", " : "", names[i]);
+        if (k < 0)
+            break;
+        w += (size_t)k;
+    }
+    rs_quote(s, len, quoted, sizeof quoted);
+    rs_report_key(ctx, key, "invalid_value", "\"%s\" is not one of %s", quoted, list);
+    return -1;
+}
+
+/* =============================================================================================
+ * The top level both forms share
+ * ========================================================================================== */
+
+static const double default_levels[] = {0.5, 0.9, 0.95, 0.99, 0.995, 0.999};
+
+/* Sets the default quantile levels. */
+static void set_default_levels(rs_model *model)
+{
+    model->nlevels = sizeof default_levels / sizeof default_levels[0];
+    for (size_t i = 0; i < model->nlevels; i++) {
+        model->levels[i] = default_levels[i];
+        rs_level_label(model->levels[i], model->level_labels[i], sizeof model->level_labels[i]);
+    }
+}
+
+/* Checks one quantile level (the value at the current pointer) and, when valid, appends it to
+ * the model's levels unless its label repeats an earlier one. */
+static void parse_level(rs_pctx *ctx, const struct json_object *v, rs_model *model)
+{
+    char nb[32];
+    static const rs_range open01 = {0.0, 1.0, 1, 1};
+    char label[32];
+    double d = 0;
+    if (!rs_number_value(ctx, v, &open01, &d))
+        return;
+    rs_level_label(d, label, sizeof label);
+    if (strlen(label) >= sizeof model->level_labels[0]) {
+        rs_report(ctx, "out_of_range", "has too many digits: its label \"%s\" is too long", label);
+        return;
+    }
+    for (size_t j = 0; j < model->nlevels; j++) {
+        if (strcmp(model->level_labels[j], label) == 0) {
+            rs_report(ctx, "duplicate", "gives the label \"%s\" like an earlier level (%s)", label,
+                      num_text(model->levels[j], nb));
+            return;
+        }
+    }
+    model->levels[model->nlevels] = d;
+    memcpy(model->level_labels[model->nlevels], label, strlen(label) + 1);
+    model->nlevels++;
+}
+
+/* Reads "quantiles" (1-32 distinct levels in (0,1)) or sets the defaults. */
+static void parse_levels(rs_pctx *ctx, const struct json_object *request, rs_model *model)
+{
+    const struct json_object *arr = rs_get_array(ctx, request, "quantiles", RS_OPTIONAL);
+    if (arr == NULL) {
+        set_default_levels(model);
+        return;
+    }
+    size_t n = json_object_array_length(arr);
+    size_t mark = rs_ptr_push_key(&ctx->ptr, "quantiles");
+    model->nlevels = 0;
+    if (n == 0) {
+        rs_report(ctx, "too_few", "must list at least one level");
+    } else if (n > RS_MAX_QUANTILES) {
+        rs_report(ctx, "too_many", "may list at most %d levels (has %zu)", RS_MAX_QUANTILES, n);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            size_t m = rs_ptr_push_index(&ctx->ptr, i);
+            parse_level(ctx, json_object_array_get_idx(arr, i), model);
+            rs_ptr_pop(&ctx->ptr, m);
+        }
+    }
+    rs_ptr_pop(&ctx->ptr, mark);
+}
+
+/* Reads "trials" or its alias "nTrials" (not both) in [1, limits.max_trials]. */
+static void parse_trials(rs_pctx *ctx, const struct json_object *request, rs_model *model)
+{
+    int has_trials = rs_has(request, "trials"), has_alias = rs_has(request, "nTrials");
+    int64_t max =
+        ctx->limits.max_trials > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ctx->limits.max_trials;
+    int64_t v = 0;
+    model->trials = RS_DEFAULT_TRIALS;
+    if (has_trials && has_alias)
+        rs_report_key(ctx, "nTrials", "conflict",
+                      "\"nTrials\" is an alias of \"trials\": give one of them, not both");
+    if (!has_trials && !has_alias) {
+        if (RS_DEFAULT_TRIALS > ctx->limits.max_trials)
+            rs_report_key(ctx, "trials", "out_of_range",
+                          "the default of %u trials is above this endpoint's limit of %" PRIu64
+                          "; give \"trials\"",
+                          RS_DEFAULT_TRIALS, ctx->limits.max_trials);
+        return;
+    }
+    if (rs_get_integer(ctx, request, has_trials ? "trials" : "nTrials", RS_OPTIONAL, 1, max, &v))
+        model->trials = (uint64_t)v;
+}
+
+void rs_parse_top(rs_pctx *ctx, const struct json_object *request, const char *const *allowed,
+                  size_t n, rs_model *model)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int64_t seed = 0;
+    rs_check_fields(ctx, request, allowed, n);
+    if (rs_get_string(ctx, request, "name", RS_OPTIONAL, &s, &len)) {
+        size_t mark = rs_ptr_push_key(&ctx->ptr, "name");
+        if (rs_check_name(ctx, s, len))
+            model->name = rs_copy_str(ctx, s, len);
+        rs_ptr_pop(&ctx->ptr, mark);
+    }
+    if (model->name == NULL && !rs_failed(ctx))
+        model->name = rs_copy_str(ctx, "", 0);
+    parse_trials(ctx, request, model);
+    model->seed = RS_DEFAULT_SEED;
+    if (rs_get_integer(ctx, request, "seed", RS_OPTIONAL, 0, (int64_t)RS_MAX_SEED - 1, &seed))
+        model->seed = (uint32_t)seed;
+    parse_levels(ctx, request, model);
+}
+
+/* =============================================================================================
+ * Building the model
+ * ========================================================================================== */
+
+int32_t rs_model_add_node(rs_pctx *ctx, rs_model *model, const char *too_many_pointer)
+{
+    if (ctx->stopped || rs_failed(ctx))
+        return -1;
+    if (model->nnodes >= ctx->limits.max_nodes) {
+        rs_report_at(ctx, too_many_pointer, "too_many",
+                     "the tree has more than %" PRIu32 " nodes, the limit", ctx->limits.max_nodes);
+        ctx->stopped = 1;
+        return -1;
+    }
+    if (model->nnodes == ctx->node_cap) {
+        size_t cap = ctx->node_cap == 0 ? 16 : ctx->node_cap * 2;
+        if (cap > ctx->limits.max_nodes)
+            cap = ctx->limits.max_nodes;
+        rs_node *nodes = realloc(model->nodes, cap * sizeof *nodes);
+        if (nodes == NULL) {
+            ctx->err = RS_ENOMEM;
+            return -1;
+        }
+        model->nodes = nodes;
+        ctx->node_cap = cap;
+    }
+    rs_node *node = &model->nodes[model->nnodes];
+    memset(node, 0, sizeof *node);
+    node->parent = -1;
+    return (int32_t)model->nnodes++;
+}
+
+/* Fills model->leaves, leaf_index and height. Returns RS_OK or RS_ENOMEM. */
+static rs_err index_leaves(rs_model *model)
+{
+    size_t nleaves = 0;
+    for (size_t i = 0; i < model->nnodes; i++)
+        nleaves += model->nodes[i].is_leaf ? 1 : 0;
+    model->leaves = malloc((nleaves > 0 ? nleaves : 1) * sizeof *model->leaves);
+    if (model->leaves == NULL)
+        return RS_ENOMEM;
+    model->height = 0;
+    for (size_t i = 0; i < model->nnodes; i++) {
+        rs_node *node = &model->nodes[i];
+        if (node->depth + 1 > model->height)
+            model->height = node->depth + 1;
+        if (node->is_leaf) {
+            node->leaf_index = (uint32_t)model->nleaves;
+            model->leaves[model->nleaves++] = (uint32_t)i;
+        }
+    }
+    return RS_OK;
+}
+
+/* Gives every leaf without an explicit seedVar its default: 1 + FNV-1a64(position path) mod
+ * (RS_MAX_SEED_VAR - 1), moved up (wrapping) past values already taken. hash is scratch space
+ * for nnodes path hashes. Returns RS_OK or RS_ENOMEM. */
+static rs_err assign_seed_vars(rs_pctx *ctx, rs_model *model, uint64_t *hash)
+{
+    hash[0] = FNV_OFFSET; /* the root's path is empty */
+    for (size_t i = 0; i < model->nnodes; i++) {
+        const rs_node *node = &model->nodes[i];
+        for (uint32_t k = 0; k < node->nchildren; k++)
+            hash[node->children[k]] = fnv_index(hash[i], k);
+    }
+    for (size_t l = 0; l < model->nleaves; l++) {
+        rs_node *leaf = &model->nodes[model->leaves[l]];
+        if (leaf->seed_var != 0)
+            continue;
+        uint32_t v = 1u + (uint32_t)(hash[model->leaves[l]] % (RS_MAX_SEED_VAR - 1u));
+        while (rs_set_find(&ctx->seeds, NULL, v, NULL))
+            v = v + 1u >= RS_MAX_SEED_VAR ? 1u : v + 1u;
+        if (rs_set_insert(ctx, &ctx->seeds, NULL, v, model->leaves[l], NULL) < 0)
+            return RS_ENOMEM;
+        leaf->seed_var = v;
+    }
+    return RS_OK;
+}
+
+/* Builds the Poisson tables of the Poisson leaves. Returns RS_OK or RS_ENOMEM. */
+static rs_err init_poisson(rs_model *model)
+{
+    for (size_t l = 0; l < model->nleaves; l++) {
+        rs_node *leaf = &model->nodes[model->leaves[l]];
+        if (leaf->freq.kind != RS_FREQ_POISSON)
+            continue;
+        rs_err err = rs_poisson_init(&leaf->freq.poisson, leaf->freq.poisson.lambda);
+        if (err != RS_OK)
+            return err;
+    }
+    return RS_OK;
+}
+
+rs_err rs_model_finalize(rs_pctx *ctx, rs_model *model)
+{
+    uint64_t *hash = NULL;
+    rs_err err = index_leaves(model);
+    if (err != RS_OK)
+        goto out;
+    hash = malloc(model->nnodes * sizeof *hash);
+    if (hash == NULL) {
+        err = RS_ENOMEM;
+        goto out;
+    }
+    err = assign_seed_vars(ctx, model, hash);
+    if (err != RS_OK)
+        goto out;
+    err = init_poisson(model);
+out:
+    free(hash);
+    if (err != RS_OK)
+        ctx->err = err;
+    return err;
+}
+
+/* =============================================================================================
+ * Severities both forms use
+ * ========================================================================================== */
+
+static const rs_range positive = {0.0, HUGE_VAL, 1, 0};
+static const rs_range non_negative = {0.0, HUGE_VAL, 0, 0};
+static const rs_range open_unit = {0.0, 1.0, 1, 1};
+static const rs_range closed_unit = {0.0, 1.0, 0, 0};
+
+int rs_parse_lognormal_interval(rs_pctx *ctx, const struct json_object *obj, const char *lower_key,
+                                const char *upper_key, double ci, rs_severity *sev)
+{
+    char nb[32];
+    double lower = 0, upper = 0, mu = 0, sigma = 0;
+    int ok = rs_get_number(ctx, obj, lower_key, RS_REQUIRED, &positive, &lower);
+    ok &= rs_get_number(ctx, obj, upper_key, RS_REQUIRED, &positive, &upper);
+    if (!ok)
+        return 0;
+    if (!(lower < upper)) {
+        rs_report_key(ctx, upper_key, "conflict", "must be greater than \"%s\" (%s)", lower_key,
+                      num_text(lower, nb));
+        return 0;
+    }
+    rs_lognormal_from_interval(lower, upper, ci, &mu, &sigma);
+    if (!isfinite(mu) || !isfinite(sigma) || !(sigma > 0)) {
+        rs_report_key(ctx, upper_key, "conflict",
+                      "\"%s\" and \"%s\" are too close to define a lognormal", lower_key,
+                      upper_key);
+        return 0;
+    }
+    sev->kind = RS_SEV_LOGNORMAL;
+    sev->u.lognormal.mu = mu;
+    sev->u.lognormal.sigma = sigma;
+    return 1;
+}
+
+/* Reads obj[key] as an array of 2..16 finite numbers in range, strictly increasing, into
+ * out[] and *n. Returns 1 when all is well. */
+static int read_increasing(rs_pctx *ctx, const struct json_object *obj, const char *key,
+                           const rs_range *range, double *out, size_t *n)
+{
+    char nb[32];
+    const struct json_object *arr = rs_get_array(ctx, obj, key, RS_REQUIRED);
+    size_t before = ctx->nerrors;
+    if (arr == NULL)
+        return 0;
+    size_t len = json_object_array_length(arr);
+    size_t mark = rs_ptr_push_key(&ctx->ptr, key);
+    if (len < MIN_METALOG_PAIRS) {
+        rs_report(ctx, "too_few", "needs at least %d values (has %zu)", MIN_METALOG_PAIRS, len);
+    } else if (len > RS_METALOG_MAX_TERMS) {
+        rs_report(ctx, "too_many", "may have at most %d values (has %zu)", RS_METALOG_MAX_TERMS,
+                  len);
+    } else {
+        int prev_ok = 0;
+        for (size_t i = 0; i < len; i++) {
+            size_t m = rs_ptr_push_index(&ctx->ptr, i);
+            int ok = rs_number_value(ctx, json_object_array_get_idx(arr, i), range, &out[i]);
+            if (ok && prev_ok && !(out[i] > out[i - 1]))
+                rs_report(ctx, "not_increasing",
+                          "must be greater than the value before it (%s): the values must be "
+                          "strictly increasing",
+                          num_text(out[i - 1], nb));
+            prev_ok = ok;
+            rs_ptr_pop(&ctx->ptr, m);
+        }
+        *n = len;
+    }
+    rs_ptr_pop(&ctx->ptr, mark);
+    return ctx->nerrors == before;
+}
+
+/* Checks the bounds of spec against the quantiles x[0..n) (strictly increasing). */
+static void check_metalog_bounds(rs_pctx *ctx, const rs_metalog_spec *spec, const double *x,
+                                 size_t n)
+{
+    char nb[32];
+    int has_lower = spec->bounds == RS_METALOG_LOWER || spec->bounds == RS_METALOG_BOUNDED;
+    int has_upper = spec->bounds == RS_METALOG_UPPER || spec->bounds == RS_METALOG_BOUNDED;
+    if (has_lower && has_upper && !(spec->lower < spec->upper)) {
+        rs_report_key(ctx, spec->upper_key, "conflict", "must be greater than \"%s\" (%s)",
+                      spec->lower_key, num_text(spec->lower, nb));
+        return;
+    }
+    if (has_lower && !(x[0] > spec->lower)) {
+        if (spec->lower_key != NULL) {
+            rs_report_key(ctx, spec->lower_key, "conflict",
+                          "must be below every quantile (the smallest is %s)", num_text(x[0], nb));
+        } else {
+            size_t mark = rs_ptr_push_key(&ctx->ptr, "quantiles");
+            size_t m = rs_ptr_push_index(&ctx->ptr, 0);
+            rs_report(ctx, "out_of_range", "must be above the lower bound %s",
+                      num_text(spec->lower, nb));
+            rs_ptr_pop(&ctx->ptr, m);
+            rs_ptr_pop(&ctx->ptr, mark);
+        }
+    }
+    if (has_upper && !(x[n - 1] < spec->upper))
+        rs_report_key(ctx, spec->upper_key, "conflict",
+                      "must be above every quantile (the largest is %s)", num_text(x[n - 1], nb));
+}
+
+/* Reports a failed fit as "infeasible" at the current pointer. */
+static void report_fit(rs_pctx *ctx, const rs_metalog_spec *spec, rs_metalog_fit_status status)
+{
+    const char *why =
+        status == RS_METALOG_FIT_SINGULAR
+            ? "cannot be fitted to these percentiles and quantiles (singular system)"
+        : status == RS_METALOG_FIT_INFEASIBLE
+            ? "fitted to these percentiles and quantiles has a density that is not positive "
+              "everywhere on (0,1)"
+            : "cannot be fitted to these percentiles and quantiles";
+    rs_report(ctx, "infeasible", "%s: the metalog %s; move the quantiles or use fewer terms",
+              spec->label, why);
+}
+
+int rs_parse_metalog(rs_pctx *ctx, const struct json_object *obj, const rs_metalog_spec *spec,
+                     rs_metalog *out)
+{
+    double p[RS_METALOG_MAX_TERMS], x[RS_METALOG_MAX_TERMS];
+    size_t np = 0, nx = 0, before = ctx->nerrors;
+    int64_t terms = 0;
+    int p_ok = read_increasing(ctx, obj, "percentiles", &open_unit, p, &np);
+    int x_ok = read_increasing(ctx, obj, "quantiles", NULL, x, &nx);
+    int paired = p_ok && x_ok && np == nx;
+    if (p_ok && x_ok && np != nx)
+        rs_report_key(ctx, "quantiles", "conflict",
+                      "has %zu values but \"percentiles\" has %zu: they must pair up", nx, np);
+    terms = paired ? (int64_t)np : 0;
+    rs_get_integer(ctx, obj, "terms", RS_OPTIONAL, 2, paired ? (int64_t)np : RS_METALOG_MAX_TERMS,
+                   &terms);
+    if (x_ok)
+        check_metalog_bounds(ctx, spec, x, nx);
+    if (ctx->nerrors != before || rs_failed(ctx))
+        return 0;
+    rs_metalog_fit_status status =
+        rs_metalog_fit(p, x, np, (int)terms, spec->bounds, spec->lower, spec->upper, out);
+    if (status != RS_METALOG_FIT_OK) {
+        report_fit(ctx, spec, status);
+        return 0;
+    }
+    return 1;
+}
+
+/* =============================================================================================
+ * The tree form
+ * ========================================================================================== */
+
+/* What a tree walk shares. */
+typedef struct tree_walk {
+    rs_pctx *ctx;
+    rs_model *model;
+    rs_set ids; /* node id -> node index */
+} tree_walk;
+
+/* Node kinds as far as the walk can tell. */
+typedef enum node_kind { KIND_UNKNOWN = 0, KIND_PORTFOLIO, KIND_LEAF } node_kind;
+
+static const char *const portfolio_fields[] = {"id", "name", "type", "children"};
+static const char *const leaf_fields[] = {"id",       "name",     "type",   "frequency",
+                                          "severity", "controls", "seedVar"};
+static const char *const any_node_fields[] = {"id",        "name",     "type",     "children",
+                                              "frequency", "severity", "controls", "seedVar"};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- frequency ---- */
+
+/* Reads a frequency object (at the current pointer) into *freq. */
+static void parse_frequency(rs_pctx *ctx, const struct json_object *obj, rs_frequency *freq)
+{
+    static const char *const kinds[] = {"bernoulli", "poisson"};
+    static const char *const bernoulli_fields[] = {"type", "p"};
+    static const char *const poisson_fields[] = {"type", "lambda"};
+    static const rs_range lambda_range = {0.0, RS_MAX_POISSON_LAMBDA, 0, 0};
+    int kind = get_enum(ctx, obj, "type", kinds, COUNT(kinds));
+    if (kind == 0) {
+        rs_check_fields(ctx, obj, bernoulli_fields, COUNT(bernoulli_fields));
+        freq->kind = RS_FREQ_BERNOULLI;
+        rs_get_number(ctx, obj, "p", RS_REQUIRED, &closed_unit, &freq->p);
+    } else if (kind == 1) {
+        rs_check_fields(ctx, obj, poisson_fields, COUNT(poisson_fields));
+        freq->kind = RS_FREQ_POISSON;
+        rs_get_number(ctx, obj, "lambda", RS_REQUIRED, &lambda_range, &freq->poisson.lambda);
+    }
+}
+
+/* ---- severities ---- */
+
+static void parse_lognormal(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
+{
+    static const char *const fields[] = {"type", "lower", "upper", "ci", "mu", "sigma"};
+    int interval = rs_has(obj, "lower") || rs_has(obj, "upper") || rs_has(obj, "ci");
+    int direct = rs_has(obj, "mu") || rs_has(obj, "sigma");
+    double ci = DEFAULT_CI;
+    rs_check_fields(ctx, obj, fields, COUNT(fields));
+    if (interval && direct) {
+        rs_report(ctx, "conflict",
+                  "give either \"lower\"/\"upper\" (and \"ci\") or \"mu\"/\"sigma\", not both");
+        return;
+    }
+    if (!interval && !direct) {
+        rs_report(ctx, "required",
+                  "a lognormal needs \"lower\" and \"upper\" (and optionally \"ci\"), or \"mu\" "
+                  "and \"sigma\"");
+        return;
+    }
+    if (direct) {
+        sev->kind = RS_SEV_LOGNORMAL;
+        rs_get_number(ctx, obj, "mu", RS_REQUIRED, NULL, &sev->u.lognormal.mu);
+        rs_get_number(ctx, obj, "sigma", RS_REQUIRED, &positive, &sev->u.lognormal.sigma);
+        return;
+    }
+    rs_get_number(ctx, obj, "ci", RS_OPTIONAL, &open_unit, &ci);
+    rs_parse_lognormal_interval(ctx, obj, "lower", "upper", ci, sev);
+}
+
+static void parse_metalog(rs_pctx *ctx, const struct json_object *obj, const char *label,
+                          rs_severity *sev)
+{
+    static const char *const fields[] = {"type",  "percentiles", "quantiles",
+                                         "lower", "upper",       "terms"};
+    rs_metalog_spec spec = {RS_METALOG_UNBOUNDED, 0.0, 0.0, "lower", "upper", label};
+    int has_lower = rs_has(obj, "lower"), has_upper = rs_has(obj, "upper");
+    rs_check_fields(ctx, obj, fields, COUNT(fields));
+    if (has_lower)
+        rs_get_number(ctx, obj, "lower", RS_OPTIONAL, NULL, &spec.lower);
+    if (has_upper)
+        rs_get_number(ctx, obj, "upper", RS_OPTIONAL, NULL, &spec.upper);
+    spec.bounds = has_lower && has_upper ? RS_METALOG_BOUNDED
+                  : has_lower            ? RS_METALOG_LOWER
+                  : has_upper            ? RS_METALOG_UPPER
+                                         : RS_METALOG_UNBOUNDED;
+    sev->kind = RS_SEV_METALOG;
+    rs_parse_metalog(ctx, obj, &spec, &sev->u.metalog);
+}
+
+static void parse_pert(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
+{
+    char nb[32], nb2[32];
+    static const char *const fields[] = {"type", "min", "mode", "max", "gamma"};
+    double min = 0, mode = 0, max = 0, gamma = DEFAULT_PERT_GAMMA;
+    size_t before = ctx->nerrors;
+    rs_check_fields(ctx, obj, fields, COUNT(fields));
+    int ok = rs_get_number(ctx, obj, "min", RS_REQUIRED, &non_negative, &min);
+    ok &= rs_get_number(ctx, obj, "mode", RS_REQUIRED, NULL, &mode);
+    ok &= rs_get_number(ctx, obj, "max", RS_REQUIRED, NULL, &max);
+    rs_get_number(ctx, obj, "gamma", RS_OPTIONAL, &positive, &gamma);
+    if (ok && !(min < max))
+        rs_report_key(ctx, "max", "conflict", "must be greater than \"min\" (%s)",
+                      num_text(min, nb));
+    else if (ok && !(mode >= min && mode <= max))
+        rs_report_key(ctx, "mode", "conflict", "must be between \"min\" (%s) and \"max\" (%s)",
+                      num_text(min, nb), num_text(max, nb2));
+    sev->kind = RS_SEV_PERT;
+    if (ctx->nerrors == before)
+        rs_pert_init(&sev->u.pert, min, mode, max, gamma);
+}
+
+static void parse_uniform(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
+{
+    char nb[32];
+    static const char *const fields[] = {"type", "min", "max"};
+    double min = 0, max = 0;
+    rs_check_fields(ctx, obj, fields, COUNT(fields));
+    int ok = rs_get_number(ctx, obj, "min", RS_REQUIRED, &non_negative, &min);
+    ok &= rs_get_number(ctx, obj, "max", RS_REQUIRED, NULL, &max);
+    if (ok && !(min <= max))
+        rs_report_key(ctx, "max", "conflict", "must be at least \"min\" (%s)", num_text(min, nb));
+    sev->kind = RS_SEV_UNIFORM;
+    sev->u.uniform.min = min;
+    sev->u.uniform.max = max;
+}
+
+static void parse_constant(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
+{
+    static const char *const fields[] = {"type", "value"};
+    rs_check_fields(ctx, obj, fields, COUNT(fields));
+    sev->kind = RS_SEV_CONSTANT;
+    rs_get_number(ctx, obj, "value", RS_REQUIRED, &non_negative, &sev->u.constant);
+}
+
+/* Reads a severity object (at the current pointer) into *sev. label names the node. */
+static void parse_severity(rs_pctx *ctx, const struct json_object *obj, const char *label,
+                           rs_severity *sev)
+{
+    static const char *const kinds[] = {"lognormal", "metalog", "pert", "uniform", "constant"};
+    switch (get_enum(ctx, obj, "type", kinds, COUNT(kinds))) {
+    case 0:
+        parse_lognormal(ctx, obj, sev);
+        break;
+    case 1:
+        parse_metalog(ctx, obj, label, sev);
+        break;
+    case 2:
+        parse_pert(ctx, obj, sev);
+        break;
+    case 3:
+        parse_uniform(ctx, obj, sev);
+        break;
+    case 4:
+        parse_constant(ctx, obj, sev);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- controls ---- */
+
+/* Reads one control object (at the current pointer) into *control. */
+static void parse_control(rs_pctx *ctx, const struct json_object *obj, rs_control *control)
+{
+    static const char *const kinds[] = {"deductible", "limit", "scale", "insurance"};
+    static const char *const amount_fields[] = {"type", "amount"};
+    static const char *const scale_fields[] = {"type", "factor"};
+    static const char *const insurance_fields[] = {"type", "deductible", "limit"};
+    int kind = get_enum(ctx, obj, "type", kinds, COUNT(kinds));
+    control->a = control->b = 0;
+    switch (kind) {
+    case 0:
+    case 1:
+        rs_check_fields(ctx, obj, amount_fields, COUNT(amount_fields));
+        control->kind = kind == 0 ? RS_CTRL_DEDUCTIBLE : RS_CTRL_LIMIT;
+        rs_get_number(ctx, obj, "amount", RS_REQUIRED, &non_negative, &control->a);
+        break;
+    case 2:
+        rs_check_fields(ctx, obj, scale_fields, COUNT(scale_fields));
+        control->kind = RS_CTRL_SCALE;
+        rs_get_number(ctx, obj, "factor", RS_REQUIRED, &non_negative, &control->a);
+        break;
+    case 3:
+        rs_check_fields(ctx, obj, insurance_fields, COUNT(insurance_fields));
+        control->kind = RS_CTRL_INSURANCE;
+        rs_get_number(ctx, obj, "deductible", RS_REQUIRED, &non_negative, &control->a);
+        rs_get_number(ctx, obj, "limit", RS_REQUIRED, &non_negative, &control->b);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Reads the optional "controls" array of a leaf node into model->nodes[idx]. */
+static void parse_controls(tree_walk *w, const struct json_object *obj, int32_t idx)
+{
+    rs_pctx *ctx = w->ctx;
+    const struct json_object *arr = rs_get_array(ctx, obj, "controls", RS_OPTIONAL);
+    if (arr == NULL)
+        return;
+    size_t n = json_object_array_length(arr);
+    if (n > MAX_CONTROLS) {
+        rs_report_key(ctx, "controls", "too_many", "may have at most %d controls (has %zu)",
+                      MAX_CONTROLS, n);
+        return;
+    }
+    if (n == 0)
+        return;
+    rs_control *controls = calloc(n, sizeof *controls);
+    if (controls == NULL) {
+        ctx->err = RS_ENOMEM;
+        return;
+    }
+    w->model->nodes[idx].controls = controls;
+    w->model->nodes[idx].ncontrols = (uint32_t)n;
+    size_t mark = rs_ptr_push_key(&ctx->ptr, "controls");
+    for (size_t i = 0; i < n; i++) {
+        size_t m = rs_ptr_push_index(&ctx->ptr, i);
+        const struct json_object *c = json_object_array_get_idx(arr, i);
+        if (json_object_is_type(c, json_type_object))
+            parse_control(ctx, c, &controls[i]);
+        else
+            rs_report(ctx, "type", "a control must be an object, not %s", type_name(c));
+        rs_ptr_pop(&ctx->ptr, m);
+    }
+    rs_ptr_pop(&ctx->ptr, mark);
+}
+
+/* Reads the optional explicit "seedVar" of leaf idx and reserves it. */
+static void parse_seed_var(tree_walk *w, const struct json_object *obj, int32_t idx)
+{
+    rs_pctx *ctx = w->ctx;
+    int64_t v = 0;
+    uint32_t other = 0;
+    if (!rs_get_integer(ctx, obj, "seedVar", RS_OPTIONAL, 1, (int64_t)RS_MAX_SEED_VAR - 1, &v))
+        return;
+    int r = rs_set_insert(ctx, &ctx->seeds, NULL, (size_t)v, (uint32_t)idx, &other);
+    if (r == 0) {
+        const char *id = w->model->nodes[other].id;
+        rs_report_key(ctx, "seedVar", "duplicate", "seedVar %" PRId64 " is already used by %s%s%s",
+                      v, id ? "node \"" : "an earlier leaf", id ? id : "", id ? "\"" : "");
+        return;
+    }
+    w->model->nodes[idx].seed_var = (uint32_t)v;
+}
+
+/* Reads the leaf parts (frequency, severity, controls, seedVar) of node idx. */
+static void parse_leaf(tree_walk *w, const struct json_object *obj, int32_t idx, const char *label)
+{
+    rs_pctx *ctx = w->ctx;
+    const struct json_object *freq = rs_get_object(ctx, obj, "frequency", RS_REQUIRED);
+    const struct json_object *sev = rs_get_object(ctx, obj, "severity", RS_REQUIRED);
+    w->model->nodes[idx].is_leaf = 1;
+    if (freq != NULL) {
+        size_t mark = rs_ptr_push_key(&ctx->ptr, "frequency");
+        parse_frequency(ctx, freq, &w->model->nodes[idx].freq);
+        rs_ptr_pop(&ctx->ptr, mark);
+    }
+    if (sev != NULL) {
+        size_t mark = rs_ptr_push_key(&ctx->ptr, "severity");
+        parse_severity(ctx, sev, label, &w->model->nodes[idx].sev);
+        rs_ptr_pop(&ctx->ptr, mark);
+    }
+    parse_controls(w, obj, idx);
+    parse_seed_var(w, obj, idx);
+}
+
+/* ---- nodes ---- */
+
+/* Reads "id" and "name" of node idx (name defaults to the id) and checks the id is unique.
+ * Writes into label how messages name the node. */
+static void parse_node_names(tree_walk *w, const struct json_object *obj, int32_t idx, char *label,
+                             size_t label_size)
+{
+    rs_pctx *ctx = w->ctx;
+    const char *id = NULL, *name = NULL;
+    size_t id_len = 0, name_len = 0;
+    uint32_t other = 0;
+    snprintf(label, label_size, "this node");
+    if (rs_get_string(ctx, obj, "id", RS_REQUIRED, &id, &id_len)) {
+        size_t mark = rs_ptr_push_key(&ctx->ptr, "id");
+        if (rs_check_id(ctx, id, id_len)) {
+            snprintf(label, label_size, "node \"%s\"", id);
+            char *copy = rs_copy_str(ctx, id, id_len);
+            w->model->nodes[idx].id = copy;
+            if (copy != NULL &&
+                rs_set_insert(ctx, &w->ids, copy, id_len, (uint32_t)idx, &other) == 0)
+                rs_report(ctx, "duplicate", "the id \"%s\" is already used by an earlier node",
+                          copy);
+        }
+        rs_ptr_pop(&ctx->ptr, mark);
+    }
+    if (rs_get_string(ctx, obj, "name", RS_OPTIONAL, &name, &name_len)) {
+        size_t mark = rs_ptr_push_key(&ctx->ptr, "name");
+        if (rs_check_name(ctx, name, name_len))
+            w->model->nodes[idx].name = rs_copy_str(ctx, name, name_len);
+        rs_ptr_pop(&ctx->ptr, mark);
+    } else if (w->model->nodes[idx].id != NULL) {
+        w->model->nodes[idx].name = rs_copy_str(ctx, id, id_len);
+    }
+}
+
+/* Decides the kind of a node: its "type", or when that is missing or wrong, a guess from its
+ * fields so that the rest of the node is still checked. */
+static node_kind parse_node_kind(rs_pctx *ctx, const struct json_object *obj)
+{
+    static const char *const kinds[] = {"portfolio", "leaf"};
+    int kind = get_enum(ctx, obj, "type", kinds, COUNT(kinds));
+    if (kind == 0)
+        return KIND_PORTFOLIO;
+    if (kind == 1)
+        return KIND_LEAF;
+    if (rs_has(obj, "children"))
+        return KIND_PORTFOLIO;
+    if (rs_has(obj, "frequency") || rs_has(obj, "severity"))
+        return KIND_LEAF;
+    return KIND_UNKNOWN;
+}
+
+static int32_t walk_node(tree_walk *w, const struct json_object *obj, int32_t parent,
+                         uint32_t depth);
+
+/* Walks the children of portfolio idx (at depth). */
+static void walk_children(tree_walk *w, const struct json_object *obj, int32_t idx, uint32_t depth)
+{
+    rs_pctx *ctx = w->ctx;
+    const struct json_object *arr = rs_get_array(ctx, obj, "children", RS_REQUIRED);
+    if (arr == NULL)
+        return;
+    size_t n = json_object_array_length(arr);
+    if (n == 0) {
+        rs_report_key(ctx, "children", "too_few", "a portfolio needs at least one child");
+        return;
+    }
+    size_t cap = n < ctx->limits.max_nodes ? n : ctx->limits.max_nodes;
+    uint32_t *children = malloc(cap * sizeof *children);
+    if (children == NULL) {
+        ctx->err = RS_ENOMEM;
+        return;
+    }
+    w->model->nodes[idx].children = children;
+    size_t mark = rs_ptr_push_key(&ctx->ptr, "children");
+    for (size_t i = 0; i < n && !ctx->stopped && !rs_failed(ctx); i++) {
+        size_t m = rs_ptr_push_index(&ctx->ptr, i);
+        int32_t child = walk_node(w, json_object_array_get_idx(arr, i), idx, depth + 1);
+        rs_ptr_pop(&ctx->ptr, m);
+        rs_node *node = &w->model->nodes[idx]; /* nodes may have moved */
+        if (child >= 0 && node->nchildren < cap)
+            node->children[node->nchildren++] = (uint32_t)child;
+    }
+    rs_ptr_pop(&ctx->ptr, mark);
+}
+
+/* Checks and builds the node obj (at the current pointer) and, depth first, its subtree.
+ * depth is 0 for the root. Recursion stops at limits.max_depth. Returns the node's index or -1
+ * when no node was made. */
+static int32_t walk_node(tree_walk *w, const struct json_object *obj, int32_t parent,
+                         uint32_t depth)
+{
+    rs_pctx *ctx = w->ctx;
+    char label[96];
+    if (ctx->stopped || rs_failed(ctx))
+        return -1;
+    if (depth >= ctx->limits.max_depth) {
+        if (!ctx->deep_seen)
+            rs_report(ctx, "too_deep", "the tree may have at most %" PRIu32 " levels",
+                      ctx->limits.max_depth);
+        ctx->deep_seen = 1;
+        return -1;
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        rs_report(ctx, "type", "a node must be an object, not %s", type_name(obj));
+        return -1;
+    }
+    int32_t idx = rs_model_add_node(ctx, w->model, "/root");
+    if (idx < 0)
+        return -1;
+    w->model->nodes[idx].parent = parent;
+    w->model->nodes[idx].depth = depth;
+    parse_node_names(w, obj, idx, label, sizeof label);
+    node_kind kind = parse_node_kind(ctx, obj);
+    if (kind == KIND_PORTFOLIO) {
+        rs_check_fields(ctx, obj, portfolio_fields, COUNT(portfolio_fields));
+        walk_children(w, obj, idx, depth);
+    } else if (kind == KIND_LEAF) {
+        rs_check_fields(ctx, obj, leaf_fields, COUNT(leaf_fields));
+        parse_leaf(w, obj, idx, label);
+    } else {
+        rs_check_fields(ctx, obj, any_node_fields, COUNT(any_node_fields));
+    }
+    return idx;
+}
+
+/* Builds the nodes of the tree form from "root". */
+static void parse_tree(rs_pctx *ctx, const struct json_object *request, rs_model *model)
+{
+    tree_walk w = {ctx, model, {NULL, 0, 0}};
+    struct json_object *root = NULL;
+    if (!json_object_object_get_ex(request, "root", &root)) {
+        rs_report_key(ctx, "root", "required", "is required");
+        return;
+    }
+    size_t mark = rs_ptr_push_key(&ctx->ptr, "root");
+    walk_node(&w, root, -1, 0);
+    rs_ptr_pop(&ctx->ptr, mark);
+    rs_set_free(&w.ids);
+}
+
+/* =============================================================================================
+ * Entry points
+ * ========================================================================================== */
+
+/* Sets up a parse: checks and caps the limits. Returns RS_OK or RS_EINVAL. */
+static rs_err ctx_init(rs_pctx *ctx, const rs_limits *limits, rs_diag *diag)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->diag = diag;
+    if (limits == NULL)
+        rs_limits_default(&ctx->limits);
+    else
+        ctx->limits = *limits;
+    if (ctx->limits.max_trials == 0 || ctx->limits.max_depth == 0 || ctx->limits.max_nodes == 0)
+        return RS_EINVAL;
+    if (ctx->limits.max_depth > RS_MAX_DEPTH)
+        ctx->limits.max_depth = RS_MAX_DEPTH;
+    if (ctx->limits.max_nodes > RS_MAX_NODES)
+        ctx->limits.max_nodes = RS_MAX_NODES;
+    return RS_OK;
+}
+
+/* Returns non-zero when the request uses the flat compatibility form. */
+static int is_flat(const struct json_object *request)
+{
+    return !rs_has(request, "root") && (rs_has(request, "portfolios") || rs_has(request, "leaves"));
+}
+
+/* Checks the whole request and builds model (which is only usable when no problem was
+ * found). */
+static void build(rs_pctx *ctx, const struct json_object *request, rs_model *model)
+{
+    static const char *const tree_top[] = {"name", "trials",    "nTrials",
+                                           "seed", "quantiles", "root"};
+    static const char *const flat_top[] = {"name",      "trials",     "nTrials", "seed",
+                                           "quantiles", "portfolios", "leaves"};
+    if (!json_object_is_type(request, json_type_object)) {
+        rs_report(ctx, "type", "the request must be a JSON object, not %s", type_name(request));
+        return;
+    }
+    if (is_flat(request)) {
+        rs_parse_top(ctx, request, flat_top, COUNT(flat_top), model);
+        rs_parse_flat(ctx, request, model);
+    } else {
+        rs_parse_top(ctx, request, tree_top, COUNT(tree_top), model);
+        parse_tree(ctx, request, model);
+    }
+    if (ctx->nerrors == 0 && !rs_failed(ctx))
+        rs_model_finalize(ctx, model);
+}
+
+rs_err rs_model_from_json(const struct json_object *request, const rs_limits *limits,
+                          rs_model **out, rs_diag *diag)
+{
+    rs_pctx ctx;
+    rs_model *model = NULL;
+    rs_err err;
+    if (out == NULL)
+        return RS_EINVAL;
+    *out = NULL;
+    err = ctx_init(&ctx, limits, diag);
+    if (err != RS_OK)
+        return err;
+    model = calloc(1, sizeof *model);
+    if (model == NULL)
+        return RS_ENOMEM;
+    build(&ctx, request, model);
+    if (rs_failed(&ctx))
+        err = ctx.err;
+    else if (ctx.nerrors > 0)
+        err = RS_EVALIDATION;
+    rs_set_free(&ctx.seeds);
+    if (err != RS_OK) {
+        rs_model_free(model);
+        return err;
+    }
+    *out = model;
+    return RS_OK;
+}
+
+rs_err rs_model_parse(const char *text, size_t len, const rs_limits *limits, rs_model **out,
+                      rs_diag *diag)
+{
+    struct json_object *request = NULL;
+    rs_err err;
+    if (out == NULL)
+        return RS_EINVAL;
+    *out = NULL;
+    err = rs_json_parse(text, len, &request, diag);
+    if (err != RS_OK)
+        return err;
+    err = rs_model_from_json(request, limits, out, diag);
+    json_object_put(request);
+    return err;
+}

@@ -1,0 +1,427 @@
+/*
+ * The sampling phase of a simulation run.
+ *
+ * Why this file exists: this is the engine's hot loop. Trials are cut into chunks; worker
+ * threads take chunks in any order and, for every leaf, draw each trial's loss from HDR
+ * (which depends only on seed, leaf and trial) and keep only the trials with a loss (bitmap +
+ * packed losses per leaf and chunk). Because nothing a thread computes depends on which thread
+ * computes it or on what was computed before, the store, and so the result, is the same for
+ * any thread count and any chunk size. Between chunks the calling thread reports progress and
+ * everybody checks the cancel flag. Statistics are stats.c's job.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "rng.h"
+#include "sim.h"
+
+#define DEFAULT_CHUNK_TRIALS 4096u
+
+double rs_severity_quantile(const rs_severity *sev, double u)
+{
+    double x;
+    switch (sev->kind) {
+    case RS_SEV_LOGNORMAL:
+        x = exp(sev->u.lognormal.mu + sev->u.lognormal.sigma * rs_norm_quantile(u));
+        break;
+    case RS_SEV_METALOG:
+        x = rs_metalog_quantile(&sev->u.metalog, u);
+        break;
+    case RS_SEV_PERT:
+        x = rs_pert_quantile(&sev->u.pert, u);
+        break;
+    case RS_SEV_UNIFORM:
+        x = sev->u.uniform.min + u * (sev->u.uniform.max - sev->u.uniform.min);
+        break;
+    case RS_SEV_CONSTANT:
+    default:
+        x = sev->u.constant;
+        break;
+    }
+    /* A loss is never negative (an unbounded metalog's left tail may go below 0); NaN, which
+     * valid parameters never produce, also becomes 0. */
+    return x > 0.0 ? x : 0.0;
+}
+
+/* Applies the leaf's controls, in order, to one event's loss. */
+static double apply_controls(const rs_node *leaf, double x)
+{
+    for (uint32_t i = 0; i < leaf->ncontrols; i++) {
+        const rs_control *c = &leaf->controls[i];
+        switch (c->kind) {
+        case RS_CTRL_DEDUCTIBLE:
+            x = x > c->a ? x - c->a : 0.0;
+            break;
+        case RS_CTRL_LIMIT:
+            x = x < c->a ? x : c->a;
+            break;
+        case RS_CTRL_SCALE:
+            x = x * c->a;
+            break;
+        case RS_CTRL_INSURANCE: {
+            double covered = x > c->a ? x - c->a : 0.0;
+            x -= covered < c->b ? covered : c->b;
+            break;
+        }
+        }
+    }
+    return x;
+}
+
+/* Loss of event k (0-based) of a trial. */
+static inline double event_loss(const rs_node *leaf, uint32_t seed, uint64_t trial, uint64_t k)
+{
+    double u = rs_hdr_inline(trial, rs_leaf_loss_var(leaf), seed, k, 0);
+    return apply_controls(leaf, rs_severity_quantile(&leaf->sev, u));
+}
+
+double rs_leaf_trial_loss(const rs_node *leaf, uint32_t seed, uint64_t trial)
+{
+    double u = rs_hdr_inline(trial, rs_leaf_occurrence_var(leaf), seed, 0, 0);
+    if (leaf->freq.kind == RS_FREQ_BERNOULLI)
+        return u < leaf->freq.p ? event_loss(leaf, seed, trial, 0) : 0.0;
+    uint32_t events = rs_poisson_quantile(&leaf->freq.poisson, u);
+    double total = 0.0;
+    for (uint32_t k = 0; k < events; k++)
+        total += event_loss(leaf, seed, trial, k);
+    return total;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The store
+ * ---------------------------------------------------------------------------------------- */
+
+static void store_free(rs_store *store)
+{
+    if (store->segs != NULL) {
+        size_t n = store->nleaves * store->nchunks;
+        for (size_t i = 0; i < n; i++) {
+            free(store->segs[i].bits);
+            free(store->segs[i].losses);
+        }
+    }
+    free(store->segs);
+    store->segs = NULL;
+}
+
+static rs_err store_init(rs_store *store, const rs_model *model, uint32_t chunk)
+{
+    store->trials = model->trials;
+    store->chunk = chunk;
+    store->nchunks = (size_t)((model->trials + chunk - 1) / chunk);
+    store->nleaves = model->nleaves;
+    store->segs = calloc(store->nleaves * store->nchunks, sizeof(rs_segment));
+    return store->segs == NULL ? RS_ENOMEM : RS_OK;
+}
+
+/* Per-thread scratch space for one chunk. */
+typedef struct chunk_scratch {
+    double *losses;
+    uint64_t *bits;
+} chunk_scratch;
+
+static rs_err scratch_init(chunk_scratch *scratch, uint32_t chunk)
+{
+    scratch->losses = malloc((size_t)chunk * sizeof(double));
+    scratch->bits = malloc(((size_t)chunk + 63) / 64 * sizeof(uint64_t));
+    return scratch->losses == NULL || scratch->bits == NULL ? RS_ENOMEM : RS_OK;
+}
+
+static void scratch_free(chunk_scratch *scratch)
+{
+    free(scratch->losses);
+    free(scratch->bits);
+}
+
+/* Samples one leaf over trials first..first+len-1 into seg. */
+static rs_err sample_leaf_chunk(const rs_node *leaf, uint32_t seed, uint64_t first, uint32_t len,
+                                chunk_scratch *scratch, rs_segment *seg)
+{
+    size_t words = ((size_t)len + 63) / 64;
+    memset(scratch->bits, 0, words * sizeof(uint64_t));
+    uint32_t nnz = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        double x = rs_leaf_trial_loss(leaf, seed, first + i);
+        if (x > 0.0) {
+            scratch->losses[nnz++] = x;
+            scratch->bits[i / 64] |= (uint64_t)1 << (i % 64);
+        }
+    }
+    if (nnz == 0)
+        return RS_OK;
+    seg->bits = malloc(words * sizeof(uint64_t));
+    seg->losses = malloc((size_t)nnz * sizeof(double));
+    if (seg->bits == NULL || seg->losses == NULL) {
+        free(seg->bits);
+        free(seg->losses);
+        seg->bits = NULL;
+        seg->losses = NULL;
+        return RS_ENOMEM;
+    }
+    memcpy(seg->bits, scratch->bits, words * sizeof(uint64_t));
+    memcpy(seg->losses, scratch->losses, (size_t)nnz * sizeof(double));
+    seg->nnz = nnz;
+    return RS_OK;
+}
+
+/* Samples every leaf of chunk c. */
+static rs_err sample_chunk(const rs_model *model, rs_store *store, size_t c, chunk_scratch *scratch)
+{
+    uint64_t first = (uint64_t)c * store->chunk + 1;
+    uint32_t len = rs_store_chunk_len(store, c);
+    for (size_t l = 0; l < model->nleaves; l++) {
+        const rs_node *leaf = &model->nodes[model->leaves[l]];
+        rs_err err = sample_leaf_chunk(leaf, model->seed, first, len, scratch,
+                                       &store->segs[l * store->nchunks + c]);
+        if (err != RS_OK)
+            return err;
+    }
+    return RS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Running the chunks on threads
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct run_state {
+    const rs_model *model;
+    rs_store *store;
+    const atomic_int *cancel;
+    atomic_size_t next_chunk;
+    atomic_int stop; /* set on cancel or error: workers take no new chunk */
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    uint64_t trials_done; /* under mutex */
+    unsigned running;     /* workers still running, under mutex */
+    rs_err err;           /* first worker error, under mutex */
+} run_state;
+
+static int cancel_requested(const atomic_int *cancel)
+{
+    return cancel != NULL && atomic_load(cancel) != 0;
+}
+
+/* Takes chunks until none is left or the run stops. */
+static void *sample_worker(void *arg)
+{
+    run_state *st = arg;
+    chunk_scratch scratch;
+    rs_err err = scratch_init(&scratch, st->store->chunk);
+    while (err == RS_OK && !atomic_load(&st->stop) && !cancel_requested(st->cancel)) {
+        size_t c = atomic_fetch_add(&st->next_chunk, 1);
+        if (c >= st->store->nchunks)
+            break;
+        err = sample_chunk(st->model, st->store, c, &scratch);
+        pthread_mutex_lock(&st->mutex);
+        if (err == RS_OK)
+            st->trials_done += rs_store_chunk_len(st->store, c);
+        pthread_cond_signal(&st->changed);
+        pthread_mutex_unlock(&st->mutex);
+    }
+    scratch_free(&scratch);
+    pthread_mutex_lock(&st->mutex);
+    if (err != RS_OK && st->err == RS_OK) {
+        st->err = err;
+        atomic_store(&st->stop, 1);
+    }
+    st->running--;
+    pthread_cond_signal(&st->changed);
+    pthread_mutex_unlock(&st->mutex);
+    return NULL;
+}
+
+static int report_progress(const rs_run_options *opt, uint64_t done, uint64_t total,
+                           const char *phase)
+{
+    if (opt->progress == NULL)
+        return 0;
+    rs_progress p = {done, total, phase};
+    return opt->progress(opt->progress_ctx, &p);
+}
+
+/* Waits for the workers, reporting progress whenever trials were done; a non-zero answer of
+ * the progress callback stops the run. Returns with every worker finished. */
+static void coordinate(run_state *st, const rs_run_options *opt)
+{
+    uint64_t reported = 0;
+    pthread_mutex_lock(&st->mutex);
+    while (st->running > 0) {
+        pthread_cond_wait(&st->changed, &st->mutex);
+        uint64_t done = st->trials_done;
+        if (done == reported || atomic_load(&st->stop) || cancel_requested(st->cancel))
+            continue;
+        reported = done;
+        pthread_mutex_unlock(&st->mutex);
+        int stop = report_progress(opt, done, st->model->trials, "sampling");
+        pthread_mutex_lock(&st->mutex);
+        if (stop)
+            atomic_store(&st->stop, 1);
+    }
+    pthread_mutex_unlock(&st->mutex);
+}
+
+/* Runs the sampling on the calling thread alone (threads == 1). */
+static rs_err sample_inline(run_state *st, const rs_run_options *opt)
+{
+    chunk_scratch scratch;
+    rs_err err = scratch_init(&scratch, st->store->chunk);
+    for (size_t c = 0; err == RS_OK && c < st->store->nchunks; c++) {
+        if (cancel_requested(st->cancel)) {
+            err = RS_ECANCELLED;
+            break;
+        }
+        err = sample_chunk(st->model, st->store, c, &scratch);
+        if (err != RS_OK)
+            break;
+        st->trials_done += rs_store_chunk_len(st->store, c);
+        if (report_progress(opt, st->trials_done, st->model->trials, "sampling"))
+            err = RS_ECANCELLED;
+    }
+    scratch_free(&scratch);
+    return err;
+}
+
+/* Runs the sampling on `threads` worker threads while the calling thread reports progress. */
+static rs_err sample_threaded(run_state *st, const rs_run_options *opt, unsigned threads)
+{
+    pthread_t *tids = malloc(threads * sizeof(pthread_t));
+    if (tids == NULL)
+        return RS_ENOMEM;
+    rs_err err = RS_OK;
+    unsigned started = 0;
+    pthread_mutex_lock(&st->mutex);
+    for (; started < threads; started++) {
+        if (pthread_create(&tids[started], NULL, sample_worker, st) != 0) {
+            err = RS_ETHREAD;
+            atomic_store(&st->stop, 1);
+            break;
+        }
+        st->running++;
+    }
+    pthread_mutex_unlock(&st->mutex);
+    coordinate(st, opt);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    free(tids);
+    if (err == RS_OK)
+        err = st->err;
+    if (err == RS_OK && st->trials_done < st->model->trials)
+        err = RS_ECANCELLED;
+    return err;
+}
+
+static rs_err check_options(const rs_run_options *opt)
+{
+    if (opt->threads > RS_MAX_THREADS || opt->chunk_trials > RS_MAX_CHUNK_TRIALS)
+        return RS_EINVAL;
+    return RS_OK;
+}
+
+static double elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+/* Samples every trial into store. */
+static rs_err sample_all(const rs_model *model, const rs_run_options *opt, unsigned threads,
+                         rs_store *store)
+{
+    run_state st;
+    memset(&st, 0, sizeof(st));
+    st.model = model;
+    st.store = store;
+    st.cancel = opt->cancel;
+    atomic_init(&st.next_chunk, 0);
+    atomic_init(&st.stop, 0);
+    if (threads == 1)
+        return sample_inline(&st, opt);
+    if (pthread_mutex_init(&st.mutex, NULL) != 0)
+        return RS_ETHREAD;
+    rs_err err = RS_ETHREAD;
+    if (pthread_cond_init(&st.changed, NULL) == 0) {
+        err = sample_threaded(&st, opt, threads);
+        pthread_cond_destroy(&st.changed);
+    }
+    pthread_mutex_destroy(&st.mutex);
+    return err;
+}
+
+rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_result **out)
+{
+    static const rs_run_options defaults = {0};
+    const rs_run_options *opt = options != NULL ? options : &defaults;
+    if (out == NULL)
+        return RS_EINVAL;
+    *out = NULL;
+    if (model == NULL || check_options(opt) != RS_OK)
+        return RS_EINVAL;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    unsigned threads = opt->threads == 0 ? 1 : opt->threads;
+    uint32_t chunk = opt->chunk_trials == 0 ? DEFAULT_CHUNK_TRIALS : opt->chunk_trials;
+    if ((uint64_t)threads > (model->trials + chunk - 1) / chunk)
+        threads = (unsigned)((model->trials + chunk - 1) / chunk);
+
+    rs_store store = {0};
+    rs_result *result = NULL;
+    rs_err err = store_init(&store, model, chunk);
+    if (err != RS_OK)
+        goto out;
+    err = sample_all(model, opt, threads, &store);
+    if (err != RS_OK)
+        goto out;
+    if (cancel_requested(opt->cancel) ||
+        report_progress(opt, model->trials, model->trials, "aggregating")) {
+        err = RS_ECANCELLED;
+        goto out;
+    }
+    result = rs_result_alloc(model);
+    if (result == NULL) {
+        err = RS_ENOMEM;
+        goto out;
+    }
+    err = rs_stats_compute(model, &store, threads, opt->cancel, result);
+    if (err != RS_OK)
+        goto out;
+    result->duration_ms = elapsed_ms(&start);
+    *out = result;
+    result = NULL;
+out:
+    rs_result_free(result);
+    store_free(&store);
+    return err;
+}
+
+uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads)
+{
+    if (model == NULL)
+        return 0;
+    uint64_t n = model->trials;
+    uint64_t chunks = (n + DEFAULT_CHUNK_TRIALS - 1) / DEFAULT_CHUNK_TRIALS;
+    double leaf_bytes = 0.0;
+    for (size_t l = 0; l < model->nleaves; l++) {
+        const rs_node *leaf = &model->nodes[model->leaves[l]];
+        double p_loss = leaf->freq.kind == RS_FREQ_BERNOULLI
+                            ? leaf->freq.p
+                            : 1.0 - exp(-leaf->freq.poisson.lambda);
+        /* packed losses + one bit per trial + the segment record per chunk */
+        leaf_bytes += (double)n * p_loss * 8.0 + (double)n / 8.0 +
+                      (double)chunks * (double)sizeof(rs_segment);
+    }
+    if (threads == 0)
+        threads = 1;
+    /* per thread: a sort buffer of up to n losses and the chunk stack */
+    double thread_bytes = (double)threads * ((double)n * 8.0 + (double)(model->height + 2) *
+                                                                   DEFAULT_CHUNK_TRIALS * 8.0);
+    double result_bytes =
+        (double)model->nnodes *
+        ((double)sizeof(rs_node_stats) + (3.0 * RS_MAX_QUANTILES + 2.0 * RS_LEC_POINTS) * 8.0);
+    return (uint64_t)(leaf_bytes + thread_bytes + result_bytes);
+}

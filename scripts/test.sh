@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, then builds and runs the whole suite:
+# format check, unit and integration tests (plain), the same under ASan+UBSan, the unit tests
+# under valgrind, and each fuzz target briefly. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "format check"
+bash scripts/check-format.sh
+
+step "build and test (plain)"
+bash scripts/build.sh build
+ctest --test-dir build --output-on-failure -j "$(nproc)"
+
+step "build and test (ASan + UBSan)"
+bash scripts/build.sh build-asan -DRISKSIM_SANITIZE=ON -DRISKSIM_BENCH=OFF
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+
+step "unit tests under valgrind"
+fails=0
+for t in build/tests/engine_test_*; do
+  if ! RISKSIM_UNDER_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full \
+      --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible \
+      "$t" > "build/$(basename "$t").valgrind.log" 2>&1; then
+    echo "valgrind: $(basename "$t") FAILED"; cat "build/$(basename "$t").valgrind.log"; fails=1
+  else
+    echo "valgrind: $(basename "$t") ok"
+  fi
+done
+[ "$fails" -eq 0 ]
+
+step "fuzz targets (libFuzzer, ${RISKSIM_FUZZ_SECONDS:-60} s each)"
+CC=clang bash scripts/build.sh build-fuzz -DRISKSIM_FUZZ=ON -DRISKSIM_BENCH=OFF
+for f in build-fuzz/tests/fuzz/fuzz_*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  corpus=tests/fuzz/corpus/${name#fuzz_}
+  work=$(mktemp -d)
+  cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+  "$f" -max_total_time="${RISKSIM_FUZZ_SECONDS:-60}" -print_final_stats=1 "$work" 2>&1 | tail -n 3
+  rm -rf "$work"
+done
+
+step "all tests passed"
