@@ -198,11 +198,11 @@ static lex_error lex_check(const unsigned char *s, size_t len)
 }
 
 /* Runs json-c over the whole text (in chunks when it is longer than an int), then ends a
- * pending top-level number or literal with one space. On success returns the value and stores
- * the offset where it ended in *end; on failure returns NULL with the offset in *end and the
- * reason in *why. */
-static struct json_object *tokenize(struct json_tokener *tok, const char *text, size_t len,
-                                    size_t *end, const char **why)
+ * pending top-level number or literal with one space. On success returns 1 with the value in
+ * *out (NULL for the JSON null) and the offset where it ended in *end; on failure returns 0 with
+ * the offset in *end and the reason in *why. */
+static int tokenize(struct json_tokener *tok, const char *text, size_t len,
+                    struct json_object **out, size_t *end, const char **why)
 {
     struct json_object *obj = NULL;
     enum json_tokener_error jerr = json_tokener_continue;
@@ -222,14 +222,16 @@ static struct json_object *tokenize(struct json_tokener *tok, const char *text, 
         jerr = json_tokener_get_error(tok);
         *end = len;
     }
-    if (jerr == json_tokener_success && obj != NULL)
-        return obj;
+    if (jerr == json_tokener_success) {
+        *out = obj;
+        return 1;
+    }
     json_object_put(obj);
     *why =
         jerr == json_tokener_continue ? "unexpected end of input" : json_tokener_error_desc(jerr);
     if (*end > len)
         *end = len;
-    return NULL;
+    return 0;
 }
 
 /* Records the one "invalid_json" problem. Returns RS_EJSON, or RS_ENOMEM when even that
@@ -264,12 +266,12 @@ rs_err rs_json_parse(const char *text, size_t len, struct json_object **out, rs_
         goto out;
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    obj = tokenize(tok, text, len, &end, &why);
-    if (lex.why != NULL && (obj != NULL || lex.offset < end)) {
+    int parsed = tokenize(tok, text, len, &obj, &end, &why);
+    if (lex.why != NULL && (parsed || lex.offset < end)) {
         err = json_error(diag, lex.offset, lex.why);
         goto out;
     }
-    if (obj == NULL) {
+    if (!parsed) {
         err = json_error(diag, end, why);
         goto out;
     }

@@ -83,13 +83,21 @@ void rs_ptr_pop(rs_ptr *ptr, size_t mark)
  * Problems
  * ========================================================================================== */
 
+/* Returns non-zero when a new problem would still be kept: there is a diag, it is not full
+ * and memory has not run out. Otherwise problems are only counted (cheaply: a hostile request
+ * with a million broken values costs no formatting). */
+static int keeps_problems(const rs_pctx *ctx)
+{
+    return ctx->diag != NULL && ctx->err == RS_OK && rs_diag_count(ctx->diag) <= RS_DIAG_MAX;
+}
+
 /* Counts a problem and adds it to the diag (when there is one and memory allows). */
 static void report_v(rs_pctx *ctx, const char *pointer, const char *code, const char *fmt,
                      va_list ap)
 {
     char msg[MESSAGE_MAX];
     ctx->nerrors++;
-    if (ctx->diag == NULL || ctx->err != RS_OK)
+    if (!keeps_problems(ctx))
         return;
     vsnprintf(msg, sizeof msg, fmt, ap);
     if (rs_diag_add(ctx->diag, pointer, code, msg) != RS_OK)
@@ -428,6 +436,10 @@ static void report_unknown(rs_pctx *ctx, const char *key, const char *const *all
     char quoted[72], list[256];
     const char *best = NULL;
     size_t best_d = 3, w = 0;
+    if (!keeps_problems(ctx)) {
+        ctx->nerrors++;
+        return;
+    }
     rs_quote(key, strlen(key), quoted, sizeof quoted);
     for (size_t i = 0; i < n; i++) {
         size_t d = edit_distance(key, allowed[i]);
@@ -1079,6 +1091,7 @@ static void parse_frequency(rs_pctx *ctx, const struct json_object *obj, rs_freq
 
 /* ---- severities ---- */
 
+/* Reads a lognormal severity: the interval form or the direct form, never both. */
 static void parse_lognormal(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
 {
     static const char *const fields[] = {"type", "lower", "upper", "ci", "mu", "sigma"};
@@ -1107,6 +1120,7 @@ static void parse_lognormal(rs_pctx *ctx, const struct json_object *obj, rs_seve
     rs_parse_lognormal_interval(ctx, obj, "lower", "upper", ci, sev);
 }
 
+/* Reads a metalog severity; its bounds form follows which of lower/upper are present. */
 static void parse_metalog(rs_pctx *ctx, const struct json_object *obj, const char *label,
                           rs_severity *sev)
 {
@@ -1127,6 +1141,7 @@ static void parse_metalog(rs_pctx *ctx, const struct json_object *obj, const cha
     rs_parse_metalog(ctx, obj, &spec, &sev->u.metalog);
 }
 
+/* Reads a PERT severity: 0 <= min <= mode <= max, min < max, gamma > 0 (default 4). */
 static void parse_pert(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
 {
     char nb[32], nb2[32];
@@ -1149,6 +1164,7 @@ static void parse_pert(rs_pctx *ctx, const struct json_object *obj, rs_severity 
         rs_pert_init(&sev->u.pert, min, mode, max, gamma);
 }
 
+/* Reads a uniform severity: 0 <= min <= max. */
 static void parse_uniform(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
 {
     char nb[32];
@@ -1164,6 +1180,7 @@ static void parse_uniform(rs_pctx *ctx, const struct json_object *obj, rs_severi
     sev->u.uniform.max = max;
 }
 
+/* Reads a constant severity: value >= 0. */
 static void parse_constant(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
 {
     static const char *const fields[] = {"type", "value"};
@@ -1511,20 +1528,23 @@ rs_err rs_model_from_json(const struct json_object *request, const rs_limits *li
     if (err != RS_OK)
         return err;
     model = calloc(1, sizeof *model);
-    if (model == NULL)
-        return RS_ENOMEM;
+    if (model == NULL) {
+        err = RS_ENOMEM;
+        goto out;
+    }
     build(&ctx, request, model);
     if (rs_failed(&ctx))
         err = ctx.err;
     else if (ctx.nerrors > 0)
         err = RS_EVALIDATION;
-    rs_set_free(&ctx.seeds);
-    if (err != RS_OK) {
-        rs_model_free(model);
-        return err;
+    if (err == RS_OK) {
+        *out = model;
+        model = NULL;
     }
-    *out = model;
-    return RS_OK;
+out:
+    rs_model_free(model);
+    rs_set_free(&ctx.seeds);
+    return err;
 }
 
 rs_err rs_model_parse(const char *text, size_t len, const rs_limits *limits, rs_model **out,
