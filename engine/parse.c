@@ -910,6 +910,7 @@ static const rs_range positive = {0.0, HUGE_VAL, 1, 0};
 static const rs_range non_negative = {0.0, HUGE_VAL, 0, 0};
 static const rs_range open_unit = {0.0, 1.0, 1, 1};
 static const rs_range closed_unit = {0.0, 1.0, 0, 0};
+static const rs_range scale_range = {0.0, RS_MAX_SCALE_FACTOR, 0, 0};
 
 int rs_parse_lognormal_interval(rs_pctx *ctx, const struct json_object *obj, const char *lower_key,
                                 const char *upper_key, double ci, rs_severity *sev)
@@ -1194,6 +1195,7 @@ static void parse_severity(rs_pctx *ctx, const struct json_object *obj, const ch
                            rs_severity *sev)
 {
     static const char *const kinds[] = {"lognormal", "metalog", "pert", "uniform", "constant"};
+    size_t errors_before = ctx->nerrors;
     switch (get_enum(ctx, obj, "type", kinds, COUNT(kinds))) {
     case 0:
         parse_lognormal(ctx, obj, sev);
@@ -1211,8 +1213,20 @@ static void parse_severity(rs_pctx *ctx, const struct json_object *obj, const ch
         parse_constant(ctx, obj, sev);
         break;
     default:
-        break;
+        return;
     }
+    if (ctx->nerrors == errors_before)
+        rs_check_severity_bound(ctx, sev, label);
+}
+
+void rs_check_severity_bound(rs_pctx *ctx, const rs_severity *sev, const char *label)
+{
+    double largest = rs_severity_quantile(sev, RS_MAX_DRAW);
+    if (!(largest <= RS_MAX_EVENT_LOSS))
+        rs_report(ctx, "out_of_range",
+                  "%s: the largest loss this severity can draw is %g, above the limit of %g "
+                  "per event",
+                  label, largest, RS_MAX_EVENT_LOSS);
 }
 
 /* ---- controls ---- */
@@ -1236,7 +1250,7 @@ static void parse_control(rs_pctx *ctx, const struct json_object *obj, rs_contro
     case 2:
         rs_check_fields(ctx, obj, scale_fields, COUNT(scale_fields));
         control->kind = RS_CTRL_SCALE;
-        rs_get_number(ctx, obj, "factor", RS_REQUIRED, &non_negative, &control->a);
+        rs_get_number(ctx, obj, "factor", RS_REQUIRED, &scale_range, &control->a);
         break;
     case 3:
         rs_check_fields(ctx, obj, insurance_fields, COUNT(insurance_fields));

@@ -413,7 +413,8 @@ uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads)
                             : 1.0 - exp(-leaf->freq.poisson.lambda);
         /* packed losses + one bit per trial + the segment record per chunk */
         leaf_bytes += (double)n * p_loss * 8.0 + (double)n / 8.0 +
-                      (double)chunks * (double)sizeof(rs_segment);
+                      (double)chunks * (double)sizeof(rs_segment) +
+                      (double)leaf->freq.poisson.n * 8.0; /* the Poisson table */
     }
     if (threads == 0)
         threads = 1;

@@ -289,6 +289,18 @@ static const bad_case bad_cases[] = {
     {SEV("{'type':'uniform','min':-5,'max':1}"), 0, V, "out_of_range", "/root/severity/min", 1,
      NULL},
     {SEV("{'type':'constant','value':-5}"), 0, V, "out_of_range", "/root/severity/value", 1, NULL},
+    /* every severity's largest possible draw must stay at most 1e15 per event */
+    {SEV("{'type':'lognormal','mu':700,'sigma':10}"), 0, V, "out_of_range", "/root/severity", 1,
+     "largest loss"},
+    {SEV("{'type':'lognormal','lower':1,'upper':1e14}"), 0, V, "out_of_range", "/root/severity", 1,
+     "largest loss"},
+    {SEV("{'type':'constant','value':2e15}"), 0, V, "out_of_range", "/root/severity", 1, NULL},
+    {SEV("{'type':'uniform','min':0,'max':1e300}"), 0, V, "out_of_range", "/root/severity", 1,
+     NULL},
+    {FLAT(FP("R"), FLS("{'distributionType':'lognormal','minLoss':1,'maxLoss':1e15}")), 0, V,
+     "out_of_range", "/leaves/0/distributionShape", 1, "largest loss"},
+    {LEAF_EXTRA("'controls':[{'type':'scale','factor':1e7}]"), 0, V, "out_of_range",
+     "/root/controls/0/factor", 1, NULL},
     {SEV("{'type':'constant','value':1,'min':0}"), 0, V, "unknown_field", "/root/severity/min", 1,
      NULL},
     /* leaves: controls, seedVar */
