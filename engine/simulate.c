@@ -418,8 +418,9 @@ uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads)
     }
     if (threads == 0)
         threads = 1;
-    /* per thread: a sort buffer of up to n losses and the chunk stack */
-    double thread_bytes = (double)threads * ((double)n * 8.0 + (double)(model->height + 2) *
+    /* per thread: the losses of the node being summarised (8 bytes + a 1-byte bin each, up to
+     * n of them) and the chunk stack */
+    double thread_bytes = (double)threads * ((double)n * 9.0 + (double)(model->height + 2) *
                                                                    DEFAULT_CHUNK_TRIALS * 8.0);
     double result_bytes =
         (double)model->nnodes *

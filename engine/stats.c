@@ -138,55 +138,25 @@ static void select_kth(double *v, size_t lo, size_t hi, size_t k)
     }
 }
 
-/* Sorted positions wanted, largest first, each selected within the part left of the
- * previous one. */
-static int cmp_size_desc(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? 1 : (x > y ? -1 : 0);
-}
-
-/* Fills quantiles[j] for every level from the nonzero losses buf[0..nnz) of a node with n
- * trials (the other n - nnz trials lost 0). Reorders buf. */
-static void compute_quantiles(double *buf, uint64_t nnz, uint64_t n, const double *levels,
-                              size_t nlevels, double *quantiles)
-{
-    size_t pos[RS_MAX_QUANTILES];
-    size_t npos = 0;
-    uint64_t zeros = n - nnz;
-    for (size_t j = 0; j < nlevels; j++) {
-        uint64_t k = rs_quantile_rank(levels[j], n);
-        if (k > zeros)
-            pos[npos++] = (size_t)(k - zeros - 1);
-    }
-    qsort(pos, npos, sizeof(size_t), cmp_size_desc);
-    size_t hi = (size_t)nnz;
-    for (size_t i = 0; i < npos; i++) {
-        if (i > 0 && pos[i] == pos[i - 1])
-            continue;
-        select_kth(buf, 0, hi, pos[i]);
-        hi = pos[i]; /* the selected value stays where it is; smaller ones lie left of it */
-    }
-    for (size_t j = 0; j < nlevels; j++) {
-        uint64_t k = rs_quantile_rank(levels[j], n);
-        quantiles[j] = k > zeros ? buf[k - zeros - 1] : 0.0;
-    }
-}
-
 /* ------------------------------------------------------------------------------------------
- * Loss exceedance curve
+ * Loss exceedance curve and binning
+ *
+ * Every nonzero loss is put in the bin of the LEC ticks it falls between. The bin counts give
+ * the curve, and they also say in which bin each wanted quantile lies, so the order statistics
+ * only need to look at a few small bins instead of the whole array.
  * ---------------------------------------------------------------------------------------- */
 
 /* Ticks: 0, then RS_LEC_POINTS - 1 points spaced evenly in log(loss) from lo to the maximum
- * loss, lo being the smallest loss but at most 6 decades below the maximum. */
+ * loss, lo being the smallest loss, but at least one and at most six decades below the
+ * maximum. */
 static void lec_ticks(double min_loss, double max_loss, double *ticks)
 {
     double hi = max_loss > 0.0 ? max_loss : 1.0;
     double lo = max_loss > 0.0 ? min_loss : 0.1;
     if (lo < hi * 1e-6)
         lo = hi * 1e-6;
-    if (!(lo < hi))
-        lo = hi / 10.0;
+    if (!(lo < hi / 10.0))
+        lo = hi / 10.0; /* at least one decade, so the ticks stay distinct */
     const int n = RS_LEC_POINTS - 1;
     double step = (log(hi) - log(lo)) / (n - 1);
     ticks[0] = 0.0;
@@ -196,35 +166,182 @@ static void lec_ticks(double min_loss, double max_loss, double *ticks)
     ticks[n] = hi;
 }
 
-/* Number of ticks[1..] that are <= x (ticks ascending). */
-static size_t ticks_at_or_below(const double *ticks, double x)
+/* A fast, monotone approximation of log2(x) for x > 0 (absolute error below 0.01): the
+ * exponent bits plus a quadratic fit of log2(1 + m) on the mantissa. */
+static inline double approx_log2(double x)
 {
-    size_t lo = 1, hi = RS_LEC_POINTS;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ticks[mid] <= x)
-            lo = mid + 1;
-        else
-            hi = mid;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    double e = (double)((int64_t)(bits >> 52) - 1023);
+    double m = (double)(bits & 0xFFFFFFFFFFFFFull) / 4503599627370496.0;
+    return e + m + 0.3466 * m * (1.0 - m);
+}
+
+/* How a loss maps to its bin. */
+typedef struct lec_scale {
+    const double *ticks;
+    double log2_lo, inv_step;
+} lec_scale;
+
+static lec_scale make_scale(const double *ticks)
+{
+    lec_scale sc = {ticks, approx_log2(ticks[1]), 0.0};
+    sc.inv_step = (RS_LEC_POINTS - 2) / (approx_log2(ticks[RS_LEC_POINTS - 1]) - sc.log2_lo);
+    return sc;
+}
+
+/* Bin of x: the number of ticks[1..] that are <= x. The logarithm only guesses; comparisons
+ * with the ticks decide, so the bin is exact whatever the error of the guess. */
+static inline uint8_t tick_bin(const lec_scale *sc, double x)
+{
+    double guess = (approx_log2(x) - sc->log2_lo) * sc->inv_step + 1.0;
+    size_t i = guess <= 0.0 ? 0 : (guess >= RS_LEC_POINTS - 1 ? RS_LEC_POINTS - 1 : (size_t)guess);
+    while (i > 0 && sc->ticks[i] > x)
+        i--;
+    while (i + 1 < RS_LEC_POINTS && sc->ticks[i + 1] <= x)
+        i++;
+    return (uint8_t)i;
+}
+
+/* Writes each loss's bin to bins[] and the count of each bin to counts[0..RS_LEC_POINTS). */
+static void bin_losses(const double *buf, uint64_t nnz, const double *ticks, uint8_t *bins,
+                       uint64_t *counts)
+{
+    lec_scale sc = make_scale(ticks);
+    memset(counts, 0, RS_LEC_POINTS * sizeof(uint64_t));
+    for (uint64_t i = 0; i < nnz; i++) {
+        bins[i] = tick_bin(&sc, buf[i]);
+        counts[bins[i]]++;
     }
-    return lo - 1;
 }
 
 /* exceedance[i] = share of the n trials with loss >= ticks[i] (i >= 1); exceedance[0] is
- * P(loss > 0). */
-static void compute_lec(const double *buf, uint64_t nnz, uint64_t n, const double *ticks,
-                        double *exceedance)
+ * P(loss > 0). A loss in bin j exceeds ticks 1..j. */
+static void lec_from_counts(const uint64_t *counts, uint64_t nnz, uint64_t n, double *exceedance)
 {
-    uint64_t counts[RS_LEC_POINTS + 1] = {0};
-    for (uint64_t i = 0; i < nnz; i++)
-        counts[ticks_at_or_below(ticks, buf[i])]++;
-    /* a loss with j ticks at or below it exceeds ticks 1..j */
     uint64_t above = 0;
     for (size_t i = RS_LEC_POINTS - 1; i >= 1; i--) {
         above += counts[i];
         exceedance[i] = (double)above / (double)n;
     }
     exceedance[0] = (double)nnz / (double)n;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Quantiles from the bins
+ * ---------------------------------------------------------------------------------------- */
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* The sorted positions (0-based among the nonzero losses) the levels need, ascending and
+ * without repeats. Returns their number. */
+static size_t wanted_positions(uint64_t nnz, uint64_t n, const double *levels, size_t nlevels,
+                               size_t *pos)
+{
+    size_t npos = 0;
+    uint64_t zeros = n - nnz;
+    for (size_t j = 0; j < nlevels; j++) {
+        uint64_t k = rs_quantile_rank(levels[j], n);
+        if (k > zeros)
+            pos[npos++] = (size_t)(k - zeros - 1);
+    }
+    qsort(pos, npos, sizeof(size_t), cmp_size);
+    size_t unique = 0;
+    for (size_t i = 0; i < npos; i++)
+        if (unique == 0 || pos[i] != pos[unique - 1])
+            pos[unique++] = pos[i];
+    return unique;
+}
+
+/* Selects every wanted position directly in buf (smallest first, each right of the previous
+ * one). Used when the wanted bins hold too many losses to copy. */
+static void select_in_place(double *buf, size_t nnz, const size_t *pos, size_t npos, double *found)
+{
+    size_t lo = 0;
+    for (size_t i = 0; i < npos; i++) {
+        select_kth(buf, lo, nnz, pos[i]);
+        found[i] = buf[pos[i]];
+        lo = pos[i] + 1;
+    }
+}
+
+/* Finds the value at each wanted position pos[0..npos) (ascending) of the sorted nonzero
+ * losses, into found[]. The bins say which bins hold wanted positions; one pass copies those
+ * bins' losses, grouped by bin, into a small array where the selection runs. Returns RS_OK or
+ * RS_ENOMEM. */
+static rs_err select_positions(double *buf, const uint8_t *bins, const uint64_t *counts, size_t nnz,
+                               const size_t *pos, size_t npos, double *found)
+{
+    size_t first[RS_LEC_POINTS]; /* sorted position of each bin's first loss */
+    size_t slot[RS_LEC_POINTS];  /* where the next copied loss of a wanted bin goes */
+    unsigned char wanted[RS_LEC_POINTS] = {0};
+    size_t total = 0, at = 0;
+    for (size_t b = 0, i = 0; b < RS_LEC_POINTS; b++) {
+        first[b] = at;
+        at += (size_t)counts[b];
+        while (i < npos && pos[i] < at) {
+            wanted[b] = 1;
+            i++;
+        }
+        if (wanted[b]) {
+            slot[b] = total;
+            total += (size_t)counts[b];
+        }
+    }
+    if (total > nnz / 4) {
+        select_in_place(buf, nnz, pos, npos, found);
+        return RS_OK;
+    }
+    double *copy = malloc((total > 0 ? total : 1) * sizeof(double));
+    if (copy == NULL)
+        return RS_ENOMEM;
+    size_t start[RS_LEC_POINTS];
+    for (size_t b = 0; b < RS_LEC_POINTS; b++)
+        start[b] = slot[b];
+    for (size_t i = 0; i < nnz; i++)
+        if (wanted[bins[i]])
+            copy[slot[bins[i]]++] = buf[i];
+    size_t b = 0, lo = 0;
+    for (size_t i = 0; i < npos; i++) {
+        while (pos[i] >= first[b] + counts[b]) {
+            b++;
+            lo = start[b];
+        }
+        size_t k = start[b] + (pos[i] - first[b]);
+        select_kth(copy, lo, start[b] + (size_t)counts[b], k);
+        found[i] = copy[k];
+        lo = k + 1;
+    }
+    free(copy);
+    return RS_OK;
+}
+
+/* Fills quantiles[j] for every level from the nonzero losses buf[0..nnz) of a node with n
+ * trials (the other n - nnz trials lost 0), binned by bin_losses. May reorder buf. Returns
+ * RS_OK or RS_ENOMEM. */
+static rs_err compute_quantiles(double *buf, const uint8_t *bins, const uint64_t *counts,
+                                uint64_t nnz, uint64_t n, const double *levels, size_t nlevels,
+                                double *quantiles)
+{
+    size_t pos[RS_MAX_QUANTILES];
+    double found[RS_MAX_QUANTILES];
+    size_t npos = wanted_positions(nnz, n, levels, nlevels, pos);
+    rs_err err = select_positions(buf, bins, counts, (size_t)nnz, pos, npos, found);
+    if (err != RS_OK)
+        return err;
+    uint64_t zeros = n - nnz;
+    for (size_t j = 0; j < nlevels; j++) {
+        uint64_t k = rs_quantile_rank(levels[j], n);
+        quantiles[j] = 0.0;
+        for (size_t i = 0; k > zeros && i < npos; i++)
+            if (pos[i] == (size_t)(k - zeros - 1))
+                quantiles[j] = found[i];
+    }
+    return RS_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -238,76 +355,176 @@ typedef struct node_work {
     double **stack; /* model->height + 1 chunk buffers */
 } node_work;
 
-/* Pass 1: fills buf with the node's nonzero losses; returns their count; sets sum/min/max. */
-static uint64_t pass_collect(const node_work *w, const rs_node *node, double *buf, ksum *sum,
-                             double *min_loss, double *max_loss)
+/* Pass-1 accumulators: the sum and range of the nonzero losses, which are copied to buf. */
+typedef struct collect {
+    double *buf;
+    uint64_t nnz;
+    ksum sum;
+    double lo, hi;
+} collect;
+
+static inline void collect_value(collect *c, double x)
 {
-    uint64_t nnz = 0;
-    double lo = INFINITY, hi = 0.0;
-    for (size_t c = 0; c < w->store->nchunks; c++) {
-        uint32_t len = rs_store_chunk_len(w->store, c);
-        node_chunk_values(w->model, w->store, node, c, len, w->stack, 0);
-        const double *v = w->stack[0];
-        for (uint32_t t = 0; t < len; t++) {
-            double x = v[t];
-            if (x > 0.0) {
-                ksum_add(sum, x);
-                buf[nnz++] = x;
-                lo = x < lo ? x : lo;
-                hi = x > hi ? x : hi;
-            }
+    ksum_add(&c->sum, x);
+    c->buf[c->nnz++] = x;
+    c->lo = x < c->lo ? x : c->lo;
+    c->hi = x > c->hi ? x : c->hi;
+}
+
+/* Pass 1: collects the node's nonzero losses in trial order (a leaf's straight from its
+ * segments, a portfolio's from its recomputed chunk values). */
+static void pass_collect(const node_work *w, const rs_node *node, collect *c)
+{
+    c->nnz = 0;
+    c->lo = INFINITY;
+    c->hi = 0.0;
+    for (size_t k = 0; k < w->store->nchunks; k++) {
+        if (node->is_leaf) {
+            const rs_segment *seg = leaf_segment(w->store, node, k);
+            for (uint32_t i = 0; i < seg->nnz; i++)
+                collect_value(c, seg->losses[i]);
+            continue;
         }
+        uint32_t len = rs_store_chunk_len(w->store, k);
+        node_chunk_values(w->model, w->store, node, k, len, w->stack, 0);
+        const double *v = w->stack[0];
+        for (uint32_t t = 0; t < len; t++)
+            if (v[t] > 0.0)
+                collect_value(c, v[t]);
     }
-    *min_loss = nnz > 0 ? lo : 0.0;
-    *max_loss = hi;
-    return nnz;
+    if (c->nnz == 0)
+        c->lo = 0.0;
+}
+
+/* The levels' quantiles sorted ascending cut the losses into bands: band b holds the losses
+ * that reach exactly the b smallest quantiles (band 0: none). A loss adds to one band sum; a
+ * level's tail sum is the sum of the bands that reach it. This keeps pass 2 at one addition
+ * per loss whatever the number of levels. Levels whose quantile is 0 take every trial: their
+ * tail is the pass-1 sum, so only the positive quantiles make bands. */
+typedef struct bands {
+    double cut[RS_MAX_QUANTILES]; /* positive quantiles, ascending */
+    size_t ncut;
+} bands;
+
+static void bands_init(bands *bd, const double *var, size_t nlevels)
+{
+    bd->ncut = 0;
+    for (size_t j = 0; j < nlevels; j++) {
+        if (!(var[j] > 0.0))
+            continue;
+        size_t i = bd->ncut++;
+        while (i > 0 && bd->cut[i - 1] > var[j]) {
+            bd->cut[i] = bd->cut[i - 1];
+            i--;
+        }
+        bd->cut[i] = var[j];
+    }
+}
+
+/* Band of loss x: how many cuts it reaches. */
+static inline size_t band_of(const bands *bd, double x)
+{
+    size_t b = 0;
+    while (b < bd->ncut && x >= bd->cut[b])
+        b++;
+    return b;
+}
+
+/* Sum of the bands whose losses reach quantile var, highest band first; for var <= 0 every
+ * band, band 0 (losses below every positive quantile) included. */
+static double band_tail(const bands *bd, const ksum *band_sum, double var)
+{
+    ksum total = {0, 0};
+    for (size_t b = bd->ncut + 1; b-- > 0;)
+        if (b == 0 ? !(var > 0.0) : bd->cut[b - 1] >= var)
+            ksum_add(&total, ksum_value(&band_sum[b]));
+    return ksum_value(&total);
+}
+
+/* Number of losses in the bands that reach quantile var > 0. */
+static uint64_t band_tail_count(const bands *bd, const uint64_t *band_count, double var)
+{
+    uint64_t count = 0;
+    for (size_t b = bd->ncut; b >= 1; b--)
+        if (bd->cut[b - 1] >= var)
+            count += band_count[b];
+    return count;
 }
 
 /* Pass 2 accumulators of one node. */
 typedef struct tail_sums {
-    ksum spread;                      /* sum of (x - mean)^2 over the nonzero trials */
-    ksum tail[RS_MAX_QUANTILES];      /* sum of losses at or above each quantile */
-    uint64_t count[RS_MAX_QUANTILES]; /* number of such trials */
+    ksum spread;                         /* sum of (x - mean)^2 over the nonzero trials */
+    ksum band_sum[RS_MAX_QUANTILES + 1]; /* losses per band */
+    uint64_t band_count[RS_MAX_QUANTILES + 1];
 } tail_sums;
 
-/* Adds the tail sums of child for portfolio values p over one chunk. */
-static void add_child_tails(const double *p, const double *child, uint32_t len, const double *var,
-                            size_t nlevels, ksum *contrib)
+static inline void add_tail_value(tail_sums *ts, const bands *bd, double x, double mean)
 {
-    for (uint32_t t = 0; t < len; t++) {
-        if (child[t] == 0.0)
-            continue;
-        for (size_t j = 0; j < nlevels; j++)
-            if (p[t] >= var[j])
-                ksum_add(&contrib[j], child[t]);
+    size_t b = band_of(bd, x);
+    ksum_add(&ts->spread, (x - mean) * (x - mean));
+    ksum_add(&ts->band_sum[b], x);
+    ts->band_count[b]++;
+}
+
+/* Adds child's losses of one chunk to its band sums, the band being the portfolio's band in
+ * that trial (band[t]). */
+static void add_child_bands(const uint8_t *band, const double *child, uint32_t len, ksum *band_sum)
+{
+    for (uint32_t t = 0; t < len; t++)
+        if (child[t] != 0.0)
+            ksum_add(&band_sum[band[t]], child[t]);
+}
+
+/* add_child_bands for a leaf child, straight from its segment (same additions, same order). */
+static void add_leaf_bands(const uint8_t *band, const rs_segment *seg, uint32_t len, ksum *band_sum)
+{
+    if (seg->nnz == 0)
+        return;
+    uint32_t k = 0;
+    for (uint32_t w = 0; w * 64u < len; w++) {
+        uint64_t bits = seg->bits[w];
+        while (bits != 0) {
+            unsigned b = (unsigned)__builtin_ctzll(bits);
+            ksum_add(&band_sum[band[w * 64u + b]], seg->losses[k++]);
+            bits &= bits - 1;
+        }
     }
 }
 
-/* Pass 2 for node: spread, tail sums, and for a portfolio each child's tail sums (written to
- * contrib[child * nlevels + j]). */
-static void pass_tails(const node_work *w, const rs_node *node, double mean, const double *var,
-                       tail_sums *ts, ksum *contrib)
+/* Pass 2 over a leaf: its stored nonzero losses, in trial order. */
+static void leaf_tails(const node_work *w, const rs_node *leaf, double mean, const bands *bd,
+                       tail_sums *ts)
 {
-    size_t nlevels = w->model->nlevels;
+    for (size_t c = 0; c < w->store->nchunks; c++) {
+        const rs_segment *seg = leaf_segment(w->store, leaf, c);
+        for (uint32_t k = 0; k < seg->nnz; k++)
+            add_tail_value(ts, bd, seg->losses[k], mean);
+    }
+}
+
+/* Pass 2 over a portfolio: its recomputed losses, and each child's losses per portfolio band
+ * (child_bands[child * (RS_MAX_QUANTILES + 1) + band]). band is scratch of chunk size. */
+static void portfolio_tails(const node_work *w, const rs_node *node, double mean, const bands *bd,
+                            tail_sums *ts, ksum *child_bands, uint8_t *band)
+{
     for (size_t c = 0; c < w->store->nchunks; c++) {
         uint32_t len = rs_store_chunk_len(w->store, c);
         node_chunk_values(w->model, w->store, node, c, len, w->stack, 0);
         const double *v = w->stack[0];
         for (uint32_t t = 0; t < len; t++) {
-            double x = v[t];
-            if (x > 0.0)
-                ksum_add(&ts->spread, (x - mean) * (x - mean));
-            for (size_t j = 0; j < nlevels; j++) {
-                if (x >= var[j]) {
-                    ksum_add(&ts->tail[j], x);
-                    ts->count[j]++;
-                }
-            }
+            band[t] = (uint8_t)band_of(bd, v[t]);
+            if (v[t] > 0.0)
+                add_tail_value(ts, bd, v[t], mean);
         }
-        for (uint32_t i = 0; !node->is_leaf && i < node->nchildren; i++) {
+        for (uint32_t i = 0; i < node->nchildren; i++) {
             const rs_node *child = &w->model->nodes[node->children[i]];
+            ksum *sums = &child_bands[(size_t)i * (RS_MAX_QUANTILES + 1)];
+            if (child->is_leaf) {
+                add_leaf_bands(band, leaf_segment(w->store, child, c), len, sums);
+                continue;
+            }
             node_chunk_values(w->model, w->store, child, c, len, w->stack, 1);
-            add_child_tails(v, w->stack[1], len, var, nlevels, &contrib[i * nlevels]);
+            add_child_bands(band, w->stack[1], len, sums);
         }
     }
 }
@@ -332,6 +549,27 @@ static uint64_t node_capacity(const node_work *w, const rs_node *node)
     return total;
 }
 
+/* Writes the TVaR of node and the tail shares of its children from the band sums. A level
+ * whose quantile is 0 takes every trial: the node's tail is then its pass-1 sum. */
+static void write_tails(const node_work *w, const rs_node *node, const bands *bd, const ksum *sum,
+                        const tail_sums *ts, const ksum *child_bands)
+{
+    const rs_model *m = w->model;
+    rs_node_stats *st = &w->result->nodes[node - m->nodes];
+    double *tvar = (double *)st->tvar;
+    for (size_t j = 0; j < m->nlevels; j++) {
+        double var = st->quantiles[j];
+        double total = var > 0.0 ? band_tail(bd, ts->band_sum, var) : ksum_value(sum);
+        uint64_t count = var > 0.0 ? band_tail_count(bd, ts->band_count, var) : w->store->trials;
+        tvar[j] = count > 0 ? total / (double)count : 0.0;
+        for (uint32_t i = 0; i < node->nchildren; i++) {
+            double part = band_tail(bd, &child_bands[(size_t)i * (RS_MAX_QUANTILES + 1)], var);
+            double *share = (double *)w->result->nodes[node->children[i]].tail_contribution;
+            share[j] = total > 0.0 ? part / total : NAN;
+        }
+    }
+}
+
 /* Computes every statistic of node index ni. Returns RS_OK or RS_ENOMEM. */
 static rs_err compute_node(const node_work *w, size_t ni)
 {
@@ -341,45 +579,48 @@ static rs_err compute_node(const node_work *w, size_t ni)
     uint64_t n = m->trials;
     size_t nl = m->nlevels;
     uint64_t cap = node_capacity(w, node);
-    double *buf = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(double));
-    ksum *contrib =
-        calloc((size_t)(node->nchildren > 0 ? node->nchildren : 1) * (nl ? nl : 1), sizeof(ksum));
+    collect c = {.buf = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(double))};
+    uint8_t *bins = malloc((size_t)(cap > 0 ? cap : 1));
+    size_t nchild_bands =
+        (size_t)(node->nchildren > 0 ? node->nchildren : 1) * (RS_MAX_QUANTILES + 1);
+    ksum *child_bands = calloc(nchild_bands, sizeof(ksum));
+    uint8_t *band = malloc(w->store->chunk);
     tail_sums *ts = calloc(1, sizeof(tail_sums));
     rs_err err = RS_ENOMEM;
-    if (buf == NULL || contrib == NULL || ts == NULL)
+    if (c.buf == NULL || bins == NULL || child_bands == NULL || band == NULL || ts == NULL)
         goto out;
 
-    ksum sum = {0, 0};
-    double min_loss, max_loss;
-    uint64_t nnz = pass_collect(w, node, buf, &sum, &min_loss, &max_loss);
-    double mean = ksum_value(&sum) / (double)n;
+    pass_collect(w, node, &c);
+    double mean = ksum_value(&c.sum) / (double)n;
     st->mean = mean;
-    st->max = max_loss;
-    st->probability_of_loss = (double)nnz / (double)n;
-    double *quantiles = (double *)st->quantiles;
-    compute_quantiles(buf, nnz, n, m->levels, nl, quantiles);
+    st->max = c.hi;
+    st->probability_of_loss = (double)c.nnz / (double)n;
     double *ticks = (double *)st->lec_loss;
-    lec_ticks(min_loss, max_loss, ticks);
-    compute_lec(buf, nnz, n, ticks, (double *)st->lec_exceedance);
+    lec_ticks(c.lo, c.hi, ticks);
+    uint64_t counts[RS_LEC_POINTS];
+    bin_losses(c.buf, c.nnz, ticks, bins, counts);
+    lec_from_counts(counts, c.nnz, n, (double *)st->lec_exceedance);
+    double *var = (double *)st->quantiles;
+    err = compute_quantiles(c.buf, bins, counts, c.nnz, n, m->levels, nl, var);
+    if (err != RS_OK)
+        goto out;
 
-    pass_tails(w, node, mean, quantiles, ts, contrib);
-    double spread = ksum_value(&ts->spread) + (double)(n - nnz) * mean * mean;
+    bands bd;
+    bands_init(&bd, var, nl);
+    if (node->is_leaf)
+        leaf_tails(w, node, mean, &bd, ts);
+    else
+        portfolio_tails(w, node, mean, &bd, ts, child_bands, band);
+    double spread = ksum_value(&ts->spread) + (double)(n - c.nnz) * mean * mean;
     st->stddev = n > 1 ? sqrt(spread / (double)(n - 1)) : 0.0;
     st->standard_error = st->stddev / sqrt((double)n);
-    double *tvar = (double *)st->tvar;
-    for (size_t j = 0; j < nl; j++)
-        tvar[j] = ts->count[j] > 0 ? ksum_value(&ts->tail[j]) / (double)ts->count[j] : 0.0;
-    for (uint32_t i = 0; i < node->nchildren; i++) {
-        double *share = (double *)w->result->nodes[node->children[i]].tail_contribution;
-        for (size_t j = 0; j < nl; j++) {
-            double total = ksum_value(&ts->tail[j]);
-            share[j] = total > 0.0 ? ksum_value(&contrib[i * nl + j]) / total : NAN;
-        }
-    }
+    write_tails(w, node, &bd, &c.sum, ts, child_bands);
     err = RS_OK;
 out:
-    free(buf);
-    free(contrib);
+    free(c.buf);
+    free(bins);
+    free(child_bands);
+    free(band);
     free(ts);
     return err;
 }
