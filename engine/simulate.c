@@ -198,6 +198,7 @@ typedef struct run_state {
     uint64_t trials_done; /* under mutex */
     unsigned running;     /* workers still running, under mutex */
     rs_err err;           /* first worker error, under mutex */
+    int cancelled;        /* the progress callback asked to stop */
 } run_state;
 
 static int cancel_requested(const atomic_int *cancel)
@@ -258,8 +259,10 @@ static void coordinate(run_state *st, const rs_run_options *opt)
         pthread_mutex_unlock(&st->mutex);
         int stop = report_progress(opt, done, st->model->trials, "sampling");
         pthread_mutex_lock(&st->mutex);
-        if (stop)
+        if (stop) {
+            st->cancelled = 1;
             atomic_store(&st->stop, 1);
+        }
     }
     pthread_mutex_unlock(&st->mutex);
 }
@@ -309,7 +312,7 @@ static rs_err sample_threaded(run_state *st, const rs_run_options *opt, unsigned
     free(tids);
     if (err == RS_OK)
         err = st->err;
-    if (err == RS_OK && st->trials_done < st->model->trials)
+    if (err == RS_OK && (st->cancelled || st->trials_done < st->model->trials))
         err = RS_ECANCELLED;
     return err;
 }
@@ -329,10 +332,11 @@ static double elapsed_ms(const struct timespec *start)
            (double)(now.tv_nsec - start->tv_nsec) / 1e6;
 }
 
-/* Samples every trial into store. */
+/* Samples every trial into store; *sampled tells how many were (all unless stopped). */
 static rs_err sample_all(const rs_model *model, const rs_run_options *opt, unsigned threads,
-                         rs_store *store)
+                         rs_store *store, uint64_t *sampled)
 {
+    rs_err err = RS_ETHREAD;
     run_state st;
     memset(&st, 0, sizeof(st));
     st.model = model;
@@ -340,16 +344,16 @@ static rs_err sample_all(const rs_model *model, const rs_run_options *opt, unsig
     st.cancel = opt->cancel;
     atomic_init(&st.next_chunk, 0);
     atomic_init(&st.stop, 0);
-    if (threads == 1)
-        return sample_inline(&st, opt);
-    if (pthread_mutex_init(&st.mutex, NULL) != 0)
-        return RS_ETHREAD;
-    rs_err err = RS_ETHREAD;
-    if (pthread_cond_init(&st.changed, NULL) == 0) {
-        err = sample_threaded(&st, opt, threads);
-        pthread_cond_destroy(&st.changed);
+    if (threads == 1) {
+        err = sample_inline(&st, opt);
+    } else if (pthread_mutex_init(&st.mutex, NULL) == 0) {
+        if (pthread_cond_init(&st.changed, NULL) == 0) {
+            err = sample_threaded(&st, opt, threads);
+            pthread_cond_destroy(&st.changed);
+        }
+        pthread_mutex_destroy(&st.mutex);
     }
-    pthread_mutex_destroy(&st.mutex);
+    *sampled = st.trials_done;
     return err;
 }
 
@@ -371,10 +375,11 @@ rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_resu
 
     rs_store store = {0};
     rs_result *result = NULL;
+    uint64_t sampled = 0;
     rs_err err = store_init(&store, model, chunk);
     if (err != RS_OK)
         goto out;
-    err = sample_all(model, opt, threads, &store);
+    err = sample_all(model, opt, threads, &store, &sampled);
     if (err != RS_OK)
         goto out;
     if (cancel_requested(opt->cancel) ||
@@ -394,6 +399,8 @@ rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_resu
     *out = result;
     result = NULL;
 out:
+    if (opt->trials_sampled != NULL)
+        *opt->trials_sampled = sampled;
     rs_result_free(result);
     store_free(&store);
     return err;

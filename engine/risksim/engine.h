@@ -144,6 +144,8 @@ typedef struct rs_run_options {
     rs_progress_fn progress;  /* optional */
     void *progress_ctx;       /* passed to progress */
     const atomic_int *cancel; /* optional; a non-zero value cancels within one chunk */
+    uint64_t *trials_sampled; /* optional; set to the trials sampled when rs_simulate returns,
+                                 also when it was cancelled or failed */
 } rs_run_options;
 
 typedef struct rs_result rs_result;

@@ -398,41 +398,70 @@ static void test_progress_reports_every_chunk(void **state)
     rs_model_free(model);
 }
 
+static const char *const LONG_REQUEST =
+    "{\"trials\":2000000,\"seed\":5,\"root\":{\"id\":\"r\",\"type\":\"leaf\","
+    "\"frequency\":{\"type\":\"poisson\",\"lambda\":3},"
+    "\"severity\":{\"type\":\"lognormal\",\"mu\":9,\"sigma\":1}}}";
+
 static void test_cancel_within_one_chunk(void **state)
 {
     (void)state;
-    rs_model *model = parse_or_fail(MIXED_TREE);
-    for (unsigned threads = 1; threads <= 2; threads++) {
-        /* cancel by the callback's answer */
-        progress_log log = {.cancel_at = 1};
-        rs_run_options opt = {
-            .threads = threads, .chunk_trials = 500, .progress = on_progress, .progress_ctx = &log};
-        rs_result *r = (rs_result *)&log; /* must be reset to NULL */
-        assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
-        assert_null(r);
-        assert_int_equal(log.calls, 1);
-        /* at most one more chunk per thread was sampled after the cancel */
-        assert_true(log.last_done <= (uint64_t)500 * (threads + 1));
+    rs_model *model = parse_or_fail(LONG_REQUEST);
+    const uint32_t chunk = 1000;
+    uint64_t sampled = 0;
+    rs_result *r = (rs_result *)&sampled; /* must be reset to NULL */
 
-        /* cancel through the flag, set from the callback */
-        atomic_int flag;
-        atomic_init(&flag, 0);
-        progress_log log2 = {.cancel_at = 1, .flag = &flag};
-        opt.progress_ctx = &log2;
-        opt.cancel = &flag;
-        assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
-        assert_null(r);
-        assert_true(log2.calls <= (int)threads + 1);
-    }
-    /* a flag already set: nothing is sampled */
-    atomic_int flag;
-    atomic_init(&flag, 1);
-    progress_log log3 = {0};
-    rs_run_options opt = {
-        .threads = 2, .progress = on_progress, .progress_ctx = &log3, .cancel = &flag};
-    rs_result *r = NULL;
+    /* one thread: the callback after the first chunk cancels; nothing more is sampled */
+    progress_log log = {.cancel_at = 1};
+    rs_run_options opt = {.threads = 1,
+                          .chunk_trials = chunk,
+                          .progress = on_progress,
+                          .progress_ctx = &log,
+                          .trials_sampled = &sampled};
     assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
-    assert_int_equal(log3.calls, 0);
+    assert_null(r);
+    assert_int_equal(log.calls, 1);
+    assert_true(sampled == chunk);
+
+    /* one thread, through the flag set from the callback: the same */
+    atomic_int flag;
+    atomic_init(&flag, 0);
+    progress_log log2 = {.cancel_at = 1, .flag = &flag};
+    opt.progress_ctx = &log2;
+    opt.cancel = &flag;
+    assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
+    assert_int_equal(log2.calls, 1);
+    assert_true(sampled == chunk);
+
+    /* two threads: cancelled, no progress after the cancel, and the workers stop long before
+     * the 2,000 chunks are done (each finishes at most the chunk it is in) */
+    for (int by_flag = 0; by_flag <= 1; by_flag++) {
+        atomic_store(&flag, 0);
+        progress_log log3 = {.cancel_at = 1, .flag = by_flag ? &flag : NULL};
+        rs_run_options opt2 = {.threads = 2,
+                               .chunk_trials = chunk,
+                               .progress = on_progress,
+                               .progress_ctx = &log3,
+                               .cancel = &flag,
+                               .trials_sampled = &sampled};
+        assert_int_equal(rs_simulate(model, &opt2, &r), RS_ECANCELLED);
+        assert_null(r);
+        assert_int_equal(log3.calls, 1);
+        assert_true(sampled < rs_model_trials(model));
+        assert_true(sampled % chunk == 0);
+    }
+
+    /* a flag already set: nothing is sampled, nobody is called */
+    atomic_store(&flag, 1);
+    progress_log log4 = {0};
+    rs_run_options opt3 = {.threads = 2,
+                           .progress = on_progress,
+                           .progress_ctx = &log4,
+                           .cancel = &flag,
+                           .trials_sampled = &sampled};
+    assert_int_equal(rs_simulate(model, &opt3, &r), RS_ECANCELLED);
+    assert_int_equal(log4.calls, 0);
+    assert_true(sampled == 0);
     rs_model_free(model);
 }
 
