@@ -70,6 +70,9 @@ static double poly7(const double k[8], double x)
     return v;
 }
 
+/* Standard normal quantile (declared in risksim/engine.h): Phi^-1(p) for p in (0,1), relative
+ * error below 1e-15 (measured: 6.1e-16 at worst against 60-digit values on 20,000 points and
+ * every decade down to 1e-320); -inf at 0, +inf at 1, NaN outside [0,1] or for NaN. */
 double rs_norm_quantile(double p)
 {
     if (!(p >= 0.0 && p <= 1.0)) {
@@ -104,6 +107,9 @@ double rs_norm_quantile(double p)
  * Lognormal from a central interval
  * ------------------------------------------------------------------------------------------- */
 
+/* mu = (ln upper + ln lower) / 2, sigma = (ln upper - ln lower) / (2 Phi^-1((1 + ci) / 2)), so
+ * that exp(mu +- sigma Phi^-1((1 + ci) / 2)) are lower and upper. Requires 0 < lower < upper and
+ * 0 < ci < 1 (the caller validates). */
 void rs_lognormal_from_interval(double lower, double upper, double ci, double *mu, double *sigma)
 {
     double ll = log(lower), lu = log(upper);
@@ -185,23 +191,41 @@ static double log_beta(double a, double b)
 #define BETA_CF_MAX_ITER 20000
 /* Most Halley/bisection steps of the inversion (typically 3 to 6 are used). */
 #define BETA_INV_MAX_ITER 200
+/* A Halley step this small (relative to x) ends the inversion. */
+#define BETA_INV_STEP_TOL 1e-13
 
-/* Continued fraction of I_x(a, b) (DLMF 8.17.22): I_x(a,b) = x^a (1-x)^b / (a B(a,b)) / G with
- * G = 1 + d1 / (1 + d2 / (1 + d3 / ...)), d_{2m} = m (b-m) x / ((a+2m-1)(a+2m)) and
- * d_{2m+1} = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1)). Returns 1 / G, with G evaluated forwards by
- * the modified Lentz method. Converges fast for x < (a+1)/(a+b+2); when b is an integer some
- * d_{2m} is 0 and the fraction ends there exactly. */
-static double beta_cf(double x, double a, double b)
+/* Partial numerator d_j (j >= 1) of the continued fraction of I_x(a, b) (DLMF 8.17.22):
+ * d_{2m} = m (b-m) x / ((a+2m-1)(a+2m)), d_{2m+1} = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1)). */
+static double beta_cf_term(int j, double x, double a, double b)
+{
+    double m = (double)(j / 2);
+    if (j % 2 == 0) {
+        return m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
+    }
+    return -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
+}
+
+/* The continued fraction of I_x(a, b): I_x(a,b) = x^a (1-x)^b / (a B(a,b)) / G with
+ * G = 1 + d1 / (1 + d2 / (1 + d3 / ...)). Returns 1 / G. Converges fast for
+ * x < (a+1)/(a+b+2); when b is an integer some d_{2m} is 0 and the fraction ends there exactly.
+ * xm is 1 - x, passed separately (see below).
+ *
+ * Two passes. The forward modified Lentz method finds how many terms converge G to machine
+ * precision; G is then evaluated backwards from there, t_j = 1 + d_j / t_{j+1}. The backward
+ * form matters when b >> a and x is small, in the reflected evaluation 1 - I_{1-x}(b, a): there
+ * every 1 + d_{2m+1} cancels down to about x, which wrecks Lentz's running product (1e-12
+ * relative for b = 1e4) while the backward recurrence damps those errors by the small d_{2m}.
+ * Only the top level's cancellation remains, and it is removed algebraically:
+ * G = (1 + d1) - d1 s2 / (1 + s2) with s2 = d2 / t3, and 1 + d1 = ((a+1) - (a+b) x) / (a+1) =
+ * ((1-b) + (a+b)(1-x)) / (a+1), whichever form has the smaller terms. */
+static double beta_cf(double x, double xm, double a, double b)
 {
     const double tiny = 1e-300;
-    double g = 1.0, c = 1.0, d = 0.0;
+    int n_terms = 2 * BETA_CF_MAX_ITER;
+    double c = 1.0, d = 0.0;
+    int settled = 0; /* consecutive convergents that changed by at most one ulp */
     for (int j = 1; j <= 2 * BETA_CF_MAX_ITER; j++) {
-        double m = (double)(j / 2), dj;
-        if (j % 2 == 0) {
-            dj = m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
-        } else {
-            dj = -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
-        }
+        double dj = beta_cf_term(j, x, a, b);
         d = 1.0 + dj * d;
         if (fabs(d) < tiny) {
             d = tiny;
@@ -211,13 +235,27 @@ static double beta_cf(double x, double a, double b)
             c = tiny;
         }
         d = 1.0 / d;
-        double delta = c * d;
-        g *= delta;
-        if (fabs(delta - 1.0) <= DBL_EPSILON) {
+        /* The even and odd convergents can converge at very different speeds (the even d_{2m}
+         * may be tiny while the odd ones are near -1), so both must have settled. */
+        settled = fabs(c * d - 1.0) <= DBL_EPSILON ? settled + 1 : 0;
+        if (settled >= 2) {
+            n_terms = j;
             break;
         }
     }
-    return 1.0 / g;
+
+    double t = 1.0, s = 0.0;
+    for (int j = n_terms + 4; j >= 2; j--) {
+        s = beta_cf_term(j, x, a, b) / t;
+        t = 1.0 + s;
+        if (fabs(t) < tiny) {
+            t = tiny;
+        }
+    }
+    double d1 = -(a + b) * x / (a + 1.0);
+    double one_d1 = fmax(b - 1.0, (a + b) * xm) < a + 1.0 ? ((1.0 - b) + (a + b) * xm) / (a + 1.0)
+                                                          : ((a + 1.0) - (a + b) * x) / (a + 1.0);
+    return 1.0 / (one_d1 - d1 * (s / t));
 }
 
 /* Computes I = I_x(a, b) and its complement Ic = 1 - I, each accurate relative to itself where
@@ -225,12 +263,13 @@ static double beta_cf(double x, double a, double b)
  * the other is obtained by subtraction). 0 < x < 1, lbeta = log B(a, b). */
 static void beta_inc(double x, double a, double b, double lbeta, double *I, double *Ic)
 {
+    double xm = 1.0 - x;
     double front = exp(a * log(x) + b * log1p(-x) - lbeta);
     if (x < (a + 1.0) / (a + b + 2.0)) {
-        *I = front * beta_cf(x, a, b) / a;
+        *I = front * beta_cf(x, xm, a, b) / a;
         *Ic = 1.0 - *I;
     } else {
-        *Ic = front * beta_cf(1.0 - x, b, a) / b;
+        *Ic = front * beta_cf(xm, x, b, a) / b;
         *I = 1.0 - *Ic;
     }
 }
@@ -247,15 +286,35 @@ static double beta_inv_guess(double p, double a, double b)
     return a / (a + b * exp(2.0 * w));
 }
 
+/* Midpoint of the bracket [lo, hi] for a bisection step: geometric (in x near 0, in 1 - x near
+ * 1) when the bracket spans orders of magnitude, so that a far tail is reached in a few dozen
+ * steps. */
+static double bracket_mid(double lo, double hi)
+{
+    if (lo > 0.0 && hi > 1e3 * lo) {
+        return sqrt(lo * hi);
+    }
+    double ylo = 1.0 - lo, yhi = 1.0 - hi;
+    if (yhi > 0.0 && ylo > 1e3 * yhi) {
+        return 1.0 - sqrt(ylo * yhi);
+    }
+    return 0.5 * (lo + hi);
+}
+
 /* Inverse of the regularized incomplete beta function: the x in (0,1) with I_x(a, b) = p, for
  * a, b >= 1, 0 < p < 1, q = 1 - p computed by the caller (so that whichever of p, q is small
  * keeps its full precision), lbeta = log B(a, b).
  *
- * Bracket: for a, b >= 1, I_x(a,b) <= x^a / (a B(a,b)) and 1 - I_x(a,b) <= (1-x)^b / (b B(a,b)),
- * so the root lies in [(p a B)^(1/a), 1 - (q b B)^(1/b)]. Start from the normal approximation
- * (moved into the bracket), then take Halley steps on f(x) = I_x - p (f' is the Beta density,
- * f''/f' = (a-1)/x - (b-1)/(1-x)), shrinking the bracket with the sign of f at every iterate and
- * bisecting whenever a step would leave it. Stops when the step is below 4 ulp of x. */
+ * Bracket: for a, b >= 1, x^a (1-x)^(b-1) <= a B(a,b) I_x(a,b) <= x^a, and the same with a, b
+ * and x, 1-x exchanged for 1 - I_x. So the root x* lies in [xl, 1 - yu] with
+ * xl = (p a B)^(1/a) and yu = (q b B)^(1/b), and x* (1-x*)^((b-1)/a) <= xl: in the lower tail,
+ * where xl (b-1)/a is small, xl is within a fraction xl (b-1)/a of the root (likewise 1 - yu in
+ * the upper tail). Elsewhere the start is the normal approximation, moved into the bracket.
+ * Then Halley steps on f(x) = I_x - p (f' is the Beta density, f''/f' = (a-1)/x - (b-1)/(1-x)),
+ * shrinking the bracket with the sign of f at every iterate and bisecting whenever a step
+ * would leave the bracket or fails to halve the previous one (which bounds the work when the
+ * start is poor). Stops after a step below 1e-13 x: the error of the result is then of the
+ * order of the step squared, i.e. at the rounding level of I_x. */
 static double beta_inv(double p, double q, double a, double b, double lbeta)
 {
     double lo = 0.0, hi = 1.0;
@@ -272,15 +331,19 @@ static double beta_inv(double p, double q, double a, double b, double lbeta)
         hi = 1.0;
     }
 
-    double x = beta_inv_guess(p, a, b);
+    double x;
+    if (p <= 0.5 && lo > 0.0 && xl * (b - 1.0) / a < 0.1) {
+        x = xl;
+    } else if (p > 0.5 && hi < 1.0 && yu * (a - 1.0) / b < 0.1) {
+        x = 1.0 - yu;
+    } else {
+        x = beta_inv_guess(p, a, b);
+    }
     if (!(x > lo && x < hi)) {
-        /* In the far tails the bound itself is an excellent guess. */
-        x = p < 0.5 ? (lo > 0.0 ? lo : 0.5 * hi) : (hi < 1.0 ? hi : 0.5 * (1.0 + lo));
-        if (!(x > lo && x < hi)) {
-            x = 0.5 * (lo + hi);
-        }
+        x = bracket_mid(lo, hi);
     }
 
+    double prev_step = hi - lo;
     for (int iter = 0; iter < BETA_INV_MAX_ITER; iter++) {
         double I, Ic;
         beta_inc(x, a, b, lbeta, &I, &Ic);
@@ -303,22 +366,30 @@ static double beta_inv(double p, double q, double a, double b, double lbeta)
             double den = 1.0 - 0.5 * t * curv;
             double step = (den > 0.5 && den < 2.0) ? t / den : t; /* Halley when tame */
             xn = x - step;
+            /* Converged: x was within about |step| of the root, so xn is within about
+             * step^2 (f' is exact, not estimated). */
+            if (fabs(step) <= BETA_INV_STEP_TOL * x && xn >= lo && xn <= hi) {
+                return xn;
+            }
+            if (fabs(step) > 0.5 * prev_step) {
+                xn = NAN; /* too slow: bisect instead */
+            }
         }
         if (!(xn > lo && xn < hi)) {
-            /* Bisect; geometrically when the bracket spans orders of magnitude near 0. */
-            xn = (lo > 0.0 && hi > 1e3 * lo) ? sqrt(lo * hi) : 0.5 * (lo + hi);
+            xn = bracket_mid(lo, hi);
             if (!(xn > lo && xn < hi)) {
                 return x; /* the bracket is down to adjacent doubles */
             }
         }
-        if (fabs(xn - x) <= 4.0 * DBL_EPSILON * xn) {
-            return xn;
-        }
+        prev_step = fabs(xn - x);
         x = xn;
     }
     return x;
 }
 
+/* alpha = 1 + gamma (mode - min) / (max - min), beta = 1 + gamma (max - mode) / (max - min) and
+ * log B(alpha, beta). Requires min <= mode <= max, min < max, gamma > 0 (the caller validates),
+ * so alpha, beta >= 1. */
 void rs_pert_init(rs_pert *pert, double min, double mode, double max, double gamma)
 {
     double range = max - min;
@@ -329,6 +400,9 @@ void rs_pert_init(rs_pert *pert, double min, double mode, double max, double gam
     pert->lbeta = log_beta(pert->alpha, pert->beta);
 }
 
+/* min + (max - min) I^-1_u(alpha, beta), relative error about 1e-14 (1e-12 promised) for
+ * alpha, beta in [1, 1e4]; closed forms when alpha or beta is 1. u <= 0 gives min, u >= 1 max,
+ * NaN gives NaN. The result is always within [min, max]. Thread-safe, deterministic. */
 double rs_pert_quantile(const rs_pert *pert, double u)
 {
     if (isnan(u)) {
@@ -373,7 +447,8 @@ double rs_pert_quantile(const rs_pert *pert, double u)
  * normalization makes the last entry exactly 1. The table stops at the first k >= m whose
  * remaining tail, bounded by w(k+1) / (1 - lambda/(k+2)) (a geometric series, since the ratios
  * keep falling), is below 1e-17 of the total: far below the 2^-33 that separates the largest
- * HDR draw from 1. That is about m + 9.5 sqrt(lambda) + 30 entries (about 1,330 for 1000).
+ * HDR draw from 1: the table reaches about 9.4 standard deviations above the mean for large
+ * lambda (1,298 entries for 1000) and more for small ones (22 entries for 1.5).
  * ------------------------------------------------------------------------------------------- */
 
 /* Largest lambda of API.md section 1. */
@@ -383,6 +458,9 @@ static const double poisson_tail = 1e-17;
 /* Safety cap on entries past the mode; lambda <= 1000 needs fewer than 400. */
 #define POISSON_MAX_ABOVE_MODE 100000u
 
+/* Fills *pois with lambda and its CDF table (see above). Returns RS_OK; RS_EINVAL, with no
+ * table, when lambda is not in [0, 1000] (or is NaN); RS_ENOMEM when malloc fails. *pois is
+ * always left safe to pass to rs_poisson_free. lambda == 0 needs no table (cdf NULL, n 0). */
 rs_err rs_poisson_init(rs_poisson *pois, double lambda)
 {
     pois->lambda = lambda;
@@ -447,6 +525,7 @@ rs_err rs_poisson_init(rs_poisson *pois, double lambda)
     return RS_OK;
 }
 
+/* Frees the table and zeroes cdf and n; NULL, a zeroed struct or a second call are fine. */
 void rs_poisson_free(rs_poisson *pois)
 {
     if (pois == NULL) {
@@ -457,6 +536,8 @@ void rs_poisson_free(rs_poisson *pois)
     pois->n = 0;
 }
 
+/* Smallest k with cdf[k] >= u by binary search (0 when lambda == 0). u >= 1 gives the first k
+ * whose entry rounds to 1, at most n - 1. */
 uint32_t rs_poisson_quantile(const rs_poisson *pois, double u)
 {
     if (pois->cdf == NULL || pois->n == 0) {

@@ -13,6 +13,13 @@
  * M(y) = P(c) + L Q(c) with P(c) = a1 + a4 c + a5 c^2 + a7 c^3 + a9 c^4 + ... and
  * Q(c) = a2 + a3 c + a6 c^2 + a8 c^3 + a10 c^4 + ..., hence
  * M'(y) = P'(c) + L Q'(c) + Q(c) / (y (1-y)). Both forms are used below.
+ *
+ * A property of the basis worth knowing: reflecting y -> 1-y maps c -> -c and L -> -L, so each
+ * g_j is even or odd about 1/2. On a symmetric set of percentiles (p with 1-p, 1/2 included)
+ * of 7, 11 or 15 points, the first 7, 11 or 15 terms have one odd function more than the data
+ * has independent odd combinations (e.g. L, c, c^2 L, c^3 on three pairs): the exact fit is
+ * not unique, and rs_metalog_fit says RS_METALOG_FIT_SINGULAR. One term fewer (least squares)
+ * is well posed.
  */
 #include <float.h>
 #include <math.h>
@@ -100,22 +107,25 @@ static double metalog_deriv(const double *a, int terms, double y, double ym)
     double c = y < 0.5 ? y - 0.5 : 0.5 - ym;
     double P, Q, dP, dQ;
     eval_pq(a, terms, c, &P, &Q);
-    eval_dpq(a, terms, c, &dP, &dQ);
-    (void)P;
+    eval_dpq(a, terms, c, &dP, &dQ); /* P itself does not enter M' */
     return dP + L * dQ + Q / (y * ym);
 }
 
 /* Is M'(y) > 0 on (0,1)?
  *
- * 2 terms: M' = a2 / (y(1-y)), so a2 > 0. 3 terms: Keelin's exact condition. 4 or more terms:
- * there is no closed form, so two checks are made.
+ * 2 terms: M' = a2 / (y(1-y)), so a2 > 0. 3 terms: Keelin's condition (the exact bound on
+ * |a3|/a2 is 1.667113..., so 1.66711 errs on the safe side). 4 or more terms: there is no
+ * closed form, so two checks are made.
  *  - The tails: as y -> 0 or 1 the term Q(c) / (y(1-y)) dominates M' (the others grow at most
  *    like |L|), so Q(-1/2) and Q(1/2) must not be negative.
- *  - A dense grid: M' > 0 at METALOG_GRID_TAIL points log-spaced in y from 1e-9 to 0.1 (about
- *    167 per decade), the same mirrored from 1 - 1e-9 to 0.9 (y = 1 - t, with 1 - y passed as t
- *    itself), and METALOG_GRID_CENTER evenly spaced points on [0.1, 0.9] (spacing 4e-4): 5,001
- *    points in all. Keelin's published fits use a grid of this kind; a polynomial in c of degree
- *    at most 7 times L or 1 cannot oscillate between points that close. */
+ *  - A dense grid, with M' from the analytic derivative of the basis: METALOG_GRID_TAIL = 1,500
+ *    points log-spaced in y from 1e-9 to 0.1 (about 190 per decade), the same mirrored from
+ *    1 - 1e-9 to 0.9 (as y = 1 - t, with 1 - y passed as t itself so the tail keeps its
+ *    precision), and METALOG_GRID_CENTER = 2,001 evenly spaced points on [0.1, 0.9] (spacing
+ *    4e-4): 5,001 points in all, M' > 0 at every one.
+ * The grid is a check, not a proof: a dip of the density below 0 narrower than the grid spacing
+ * would pass. With at most 16 terms (polynomials of degree 7 in c, with and without the factor
+ * L) the quantile function is far too smooth for that on fits to real expert data. */
 static int check_feasible(const double *a, int terms)
 {
     if (terms == 2) {
@@ -246,6 +256,11 @@ static double to_z(rs_metalog_bounds bounds, double lower, double upper, double 
     }
 }
 
+/* Fits a terms-term metalog to n pairs (see dist.h): validates the input (BAD_INPUT), builds the
+ * n x terms basis matrix at the percentiles and the transformed quantiles, solves it by
+ * Householder QR (exact when terms == n, least squares otherwise; SINGULAR when a pivot is below
+ * 1e-12 of the largest after scaling the columns to unit norm), then checks feasibility
+ * (INFEASIBLE). Writes *out only on success, with unused coefficients set to 0. No allocation. */
 rs_metalog_fit_status rs_metalog_fit(const double *p, const double *x, size_t n, int terms,
                                      rs_metalog_bounds bounds, double lower, double upper,
                                      rs_metalog *out)
@@ -308,6 +323,10 @@ rs_metalog_fit_status rs_metalog_fit(const double *p, const double *x, size_t n,
     return RS_METALOG_FIT_OK;
 }
 
+/* Evaluates M(y) = P(c) + L Q(c) and applies the back-transform of m->bounds; the bounded forms
+ * never leave [lower, upper] (they return a bound itself only where the distance to it is lost
+ * in rounding, far beyond the HDR draws for any sensible fit). y <= 0 and y >= 1 give the ends of
+ * the support (a bound or -inf/+inf), NaN gives NaN. */
 double rs_metalog_quantile(const rs_metalog *m, double y)
 {
     if (isnan(y)) {

@@ -1038,8 +1038,15 @@ int rs_parse_metalog(rs_pctx *ctx, const struct json_object *obj, const rs_metal
         check_metalog_bounds(ctx, spec, x, nx);
     if (ctx->nerrors != before || rs_failed(ctx))
         return 0;
+    int explicit_terms = rs_has(obj, "terms");
     rs_metalog_fit_status status =
         rs_metalog_fit(p, x, np, (int)terms, spec->bounds, spec->lower, spec->upper, out);
+    /* Symmetric percentile sets of 7, 11 or 15 pairs make the exact system singular (a
+     * property of the metalog basis). Without an explicit "terms", the fit then falls back to
+     * least squares with one term fewer, which is well determined. */
+    if (status == RS_METALOG_FIT_SINGULAR && !explicit_terms && terms > 2)
+        status =
+            rs_metalog_fit(p, x, np, (int)terms - 1, spec->bounds, spec->lower, spec->upper, out);
     if (status != RS_METALOG_FIT_OK) {
         report_fit(ctx, spec, status);
         return 0;

@@ -274,7 +274,7 @@ static void select_in_place(double *buf, size_t nnz, const size_t *pos, size_t n
  * bins' losses, grouped by bin, into a small array where the selection runs. Returns RS_OK or
  * RS_ENOMEM. */
 static rs_err select_positions(double *buf, const uint8_t *bins, const uint64_t *counts, size_t nnz,
-                               const size_t *pos, size_t npos, double *found)
+                               const size_t *pos, size_t npos, double *found, int *reordered)
 {
     size_t first[RS_LEC_POINTS]; /* sorted position of each bin's first loss */
     size_t slot[RS_LEC_POINTS];  /* where the next copied loss of a wanted bin goes */
@@ -292,7 +292,8 @@ static rs_err select_positions(double *buf, const uint8_t *bins, const uint64_t 
             total += (size_t)counts[b];
         }
     }
-    if (total > nnz / 4) {
+    *reordered = total > nnz / 4;
+    if (*reordered) {
         select_in_place(buf, nnz, pos, npos, found);
         return RS_OK;
     }
@@ -321,16 +322,17 @@ static rs_err select_positions(double *buf, const uint8_t *bins, const uint64_t 
 }
 
 /* Fills quantiles[j] for every level from the nonzero losses buf[0..nnz) of a node with n
- * trials (the other n - nnz trials lost 0), binned by bin_losses. May reorder buf. Returns
+ * trials (the other n - nnz trials lost 0), binned by bin_losses. Sets *reordered when it
+ * had to reorder buf (only when the wanted bins hold over a quarter of the losses). Returns
  * RS_OK or RS_ENOMEM. */
 static rs_err compute_quantiles(double *buf, const uint8_t *bins, const uint64_t *counts,
                                 uint64_t nnz, uint64_t n, const double *levels, size_t nlevels,
-                                double *quantiles)
+                                double *quantiles, int *reordered)
 {
     size_t pos[RS_MAX_QUANTILES];
     double found[RS_MAX_QUANTILES];
     size_t npos = wanted_positions(nnz, n, levels, nlevels, pos);
-    rs_err err = select_positions(buf, bins, counts, (size_t)nnz, pos, npos, found);
+    rs_err err = select_positions(buf, bins, counts, (size_t)nnz, pos, npos, found, reordered);
     if (err != RS_OK)
         return err;
     uint64_t zeros = n - nnz;
@@ -358,6 +360,7 @@ typedef struct node_work {
 /* Pass-1 accumulators: the sum and range of the nonzero losses, which are copied to buf. */
 typedef struct collect {
     double *buf;
+    uint64_t *nz; /* portfolios: bit t set when trial t+1 had a loss (NULL for leaves) */
     uint64_t nnz;
     ksum sum;
     double lo, hi;
@@ -386,11 +389,15 @@ static void pass_collect(const node_work *w, const rs_node *node, collect *c)
             continue;
         }
         uint32_t len = rs_store_chunk_len(w->store, k);
+        uint64_t base = (uint64_t)k * w->store->chunk;
         node_chunk_values(w->model, w->store, node, k, len, w->stack, 0);
         const double *v = w->stack[0];
-        for (uint32_t t = 0; t < len; t++)
-            if (v[t] > 0.0)
+        for (uint32_t t = 0; t < len; t++) {
+            if (v[t] > 0.0) {
                 collect_value(c, v[t]);
+                c->nz[(base + t) / 64] |= (uint64_t)1 << ((base + t) % 64);
+            }
+        }
     }
     if (c->nnz == 0)
         c->lo = 0.0;
@@ -502,19 +509,36 @@ static void leaf_tails(const node_work *w, const rs_node *leaf, double mean, con
     }
 }
 
-/* Pass 2 over a portfolio: its recomputed losses, and each child's losses per portfolio band
+/* Pass 2 over a portfolio: its losses (those pass 1 kept, or recomputed when the selection
+ * reordered them), and each child's losses per portfolio band
  * (child_bands[child * (RS_MAX_QUANTILES + 1) + band]). band is scratch of chunk size. */
 static void portfolio_tails(const node_work *w, const rs_node *node, double mean, const bands *bd,
-                            tail_sums *ts, ksum *child_bands, uint8_t *band)
+                            const collect *col, int recompute, tail_sums *ts, ksum *child_bands,
+                            uint8_t *band)
 {
+    uint8_t band0 = (uint8_t)band_of(bd, 0.0);
+    uint64_t k = 0; /* next stored loss */
     for (size_t c = 0; c < w->store->nchunks; c++) {
         uint32_t len = rs_store_chunk_len(w->store, c);
-        node_chunk_values(w->model, w->store, node, c, len, w->stack, 0);
-        const double *v = w->stack[0];
-        for (uint32_t t = 0; t < len; t++) {
-            band[t] = (uint8_t)band_of(bd, v[t]);
-            if (v[t] > 0.0)
-                add_tail_value(ts, bd, v[t], mean);
+        if (recompute) {
+            node_chunk_values(w->model, w->store, node, c, len, w->stack, 0);
+            const double *v = w->stack[0];
+            for (uint32_t t = 0; t < len; t++) {
+                band[t] = (uint8_t)band_of(bd, v[t]);
+                if (v[t] > 0.0)
+                    add_tail_value(ts, bd, v[t], mean);
+            }
+        } else {
+            /* the losses pass 1 kept, still in trial order, and where they were */
+            uint64_t base = (uint64_t)c * w->store->chunk;
+            for (uint32_t t = 0; t < len; t++) {
+                band[t] = band0;
+                if ((col->nz[(base + t) / 64] >> ((base + t) % 64)) & 1u) {
+                    double x = col->buf[k++];
+                    band[t] = (uint8_t)band_of(bd, x);
+                    add_tail_value(ts, bd, x, mean);
+                }
+            }
         }
         for (uint32_t i = 0; i < node->nchildren; i++) {
             const rs_node *child = &w->model->nodes[node->children[i]];
@@ -580,6 +604,8 @@ static rs_err compute_node(const node_work *w, size_t ni)
     size_t nl = m->nlevels;
     uint64_t cap = node_capacity(w, node);
     collect c = {.buf = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(double))};
+    if (!node->is_leaf)
+        c.nz = calloc((size_t)(n / 64 + 1), sizeof(uint64_t));
     uint8_t *bins = malloc((size_t)(cap > 0 ? cap : 1));
     size_t nchild_bands =
         (size_t)(node->nchildren > 0 ? node->nchildren : 1) * (RS_MAX_QUANTILES + 1);
@@ -587,7 +613,8 @@ static rs_err compute_node(const node_work *w, size_t ni)
     uint8_t *band = malloc(w->store->chunk);
     tail_sums *ts = calloc(1, sizeof(tail_sums));
     rs_err err = RS_ENOMEM;
-    if (c.buf == NULL || bins == NULL || child_bands == NULL || band == NULL || ts == NULL)
+    if (c.buf == NULL || bins == NULL || child_bands == NULL || band == NULL || ts == NULL ||
+        (!node->is_leaf && c.nz == NULL))
         goto out;
 
     pass_collect(w, node, &c);
@@ -601,7 +628,8 @@ static rs_err compute_node(const node_work *w, size_t ni)
     bin_losses(c.buf, c.nnz, ticks, bins, counts);
     lec_from_counts(counts, c.nnz, n, (double *)st->lec_exceedance);
     double *var = (double *)st->quantiles;
-    err = compute_quantiles(c.buf, bins, counts, c.nnz, n, m->levels, nl, var);
+    int reordered = 0;
+    err = compute_quantiles(c.buf, bins, counts, c.nnz, n, m->levels, nl, var, &reordered);
     if (err != RS_OK)
         goto out;
 
@@ -610,7 +638,7 @@ static rs_err compute_node(const node_work *w, size_t ni)
     if (node->is_leaf)
         leaf_tails(w, node, mean, &bd, ts);
     else
-        portfolio_tails(w, node, mean, &bd, ts, child_bands, band);
+        portfolio_tails(w, node, mean, &bd, &c, reordered, ts, child_bands, band);
     double spread = ksum_value(&ts->spread) + (double)(n - c.nnz) * mean * mean;
     st->stddev = n > 1 ? sqrt(spread / (double)(n - 1)) : 0.0;
     st->standard_error = st->stddev / sqrt((double)n);
@@ -618,6 +646,7 @@ static rs_err compute_node(const node_work *w, size_t ni)
     err = RS_OK;
 out:
     free(c.buf);
+    free(c.nz);
     free(bins);
     free(child_bands);
     free(band);

@@ -825,6 +825,24 @@ static void test_accepted_forms(void **state)
     rs_model_free(m);
 }
 
+/* Seven symmetric percentiles make the exact 7-term system singular: without "terms" the fit
+ * falls back to 6 terms; with "terms":7 asked explicitly it is refused. */
+static void test_symmetric_metalog_fallback(void **state)
+{
+    (void)state;
+#define SYM7 "'percentiles':[0.05,0.1,0.25,0.5,0.75,0.9,0.95],'quantiles':[1,2,4,7,12,20,30]"
+    rs_model *m = parse_ok(SEV("{'type':'metalog'," SYM7 ",'lower':0}"));
+    assert_int_equal(m->nodes[0].sev.u.metalog.terms, 6);
+    rs_model_free(m);
+    rs_diag *diag = rs_diag_new();
+    rs_model *bad = NULL;
+    assert_int_equal(parse(SEV("{'type':'metalog'," SYM7 ",'lower':0,'terms':7}"), &bad, diag),
+                     RS_EVALIDATION);
+    assert_true(find_problem(diag, "infeasible", "/root/severity") >= 0);
+    rs_diag_free(diag);
+#undef SYM7
+}
+
 static void test_level_label(void **state)
 {
     (void)state;
@@ -933,14 +951,22 @@ static void test_seed_var_stability(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_requests),       cmocka_unit_test(test_collects_every_problem),
-        cmocka_unit_test(test_null_diag),          cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_json_nesting),       cmocka_unit_test(test_node_count),
-        cmocka_unit_test(test_flat_depth),         cmocka_unit_test(test_limits_and_nulls),
-        cmocka_unit_test(test_enterprise_example), cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_accepted_forms),     cmocka_unit_test(test_level_label),
-        cmocka_unit_test(test_flat_example),       cmocka_unit_test(test_flat_ids),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_collects_every_problem),
+        cmocka_unit_test(test_null_diag),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_json_nesting),
+        cmocka_unit_test(test_node_count),
+        cmocka_unit_test(test_flat_depth),
+        cmocka_unit_test(test_limits_and_nulls),
+        cmocka_unit_test(test_enterprise_example),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_accepted_forms),
+        cmocka_unit_test(test_level_label),
+        cmocka_unit_test(test_flat_example),
+        cmocka_unit_test(test_flat_ids),
         cmocka_unit_test(test_seed_var_stability),
+        cmocka_unit_test(test_symmetric_metalog_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
