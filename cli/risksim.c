@@ -41,7 +41,7 @@ enum {
     CLI_EXIT_CANCELLED = 130
 };
 
-/* Largest request read from a file or stdin (the service's max_body_bytes is smaller). */
+/* Largest request read from a file or stdin; more is refused before parsing. */
 #define CLI_MAX_REQUEST_BYTES ((size_t)64 << 20)
 
 /* Largest seed of API.md section 1: seeds are in [0, 10^8). */
@@ -83,6 +83,7 @@ static int set_cancel_signals(void (*handler)(int))
     return 0;
 }
 
+/* True once SIGINT or SIGTERM arrived. */
 static bool is_cancelled(void)
 {
     return atomic_load(&cancel_requested) != 0;
@@ -166,7 +167,7 @@ static void format_level(double level, char *buf, size_t size)
     snprintf(buf, size, "p%.10g", level * 100.0);
 }
 
-/* Seconds on the monotonic clock. */
+/* Seconds on the monotonic clock (0 if it cannot be read). */
 static double monotonic_seconds(void)
 {
     struct timespec ts;
@@ -257,6 +258,7 @@ static unsigned default_threads(void)
     return (unsigned)n;
 }
 
+/* Prints the help of `risksim simulate` to out. */
 static void usage_simulate(FILE *out)
 {
     rs_limits limits;
@@ -822,6 +824,7 @@ static const cli_command commands[] = {
     {"help", "[COMMAND]", "show this overview, or the options of COMMAND", cmd_help, usage_help},
 };
 
+/* Returns the command called name, or NULL. */
 static const cli_command *find_command(const char *name)
 {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
@@ -832,6 +835,7 @@ static const cli_command *find_command(const char *name)
     return NULL;
 }
 
+/* Prints the overview (every command of the table) to out. */
 static void usage_main(FILE *out)
 {
     fprintf(out, "usage: risksim <command> [arguments]\n"
@@ -847,6 +851,7 @@ static void usage_main(FILE *out)
             "\n`risksim help COMMAND` shows the options of a command; docs/cli.md has more.\n");
 }
 
+/* Prints the help of `risksim help` to out. */
 static void usage_help(FILE *out)
 {
     fprintf(out, "usage: risksim help [COMMAND]\n"
@@ -871,6 +876,7 @@ static int cmd_help(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+/* Dispatches to the command named by argv[1]; returns its exit code (docs/cli.md). */
 int main(int argc, char **argv)
 {
     if (argc < 2) {

@@ -59,8 +59,10 @@ typedef struct bench_report {
     int ok;          /* 1 when both loops ran */
     int err;         /* rs_err of the failing step when !ok */
     double engine_s; /* best wall seconds of rs_simulate */
+    double sample_s; /* of that run, seconds until the "aggregating" phase began (-1: unseen) */
     double bare_s;   /* best wall seconds of the bare loop */
     long maxrss_kib; /* ru_maxrss of the child (KiB on Linux) */
+    uint64_t estimate_bytes; /* rs_model_memory_estimate for the run's threads */
 } bench_report;
 
 /* One configuration's row. */
@@ -72,6 +74,7 @@ typedef struct bench_row {
     char failure[96]; /* empty when the child reported ok */
 } bench_row;
 
+/* Seconds on the monotonic clock. */
 static double monotonic_seconds(void)
 {
     struct timespec ts;
@@ -145,6 +148,21 @@ static double bare_loop(const rs_model *model, uint64_t trials, unsigned threads
  * One configuration, in a child process
  * ------------------------------------------------------------------------------------------- */
 
+/* Progress callback of the timed runs: notes when sampling ends (the first "aggregating"). */
+typedef struct phase_clock {
+    double start;
+    double sampled; /* seconds from start to the first "aggregating" report, or -1 */
+} phase_clock;
+
+static int on_progress(void *ctx, const rs_progress *p)
+{
+    phase_clock *c = ctx;
+    if (c->sampled < 0.0 && p->phase != NULL && strcmp(p->phase, "aggregating") == 0) {
+        c->sampled = monotonic_seconds() - c->start;
+    }
+    return 0;
+}
+
 /* Builds the model of the request text with "trials" replaced (rs_model_parse's two steps with
  * the edit in between). Prints validation problems on stderr. Returns RS_OK and *out, or the
  * error. */
@@ -189,6 +207,7 @@ static void run_configuration(const char *text, size_t len, uint64_t trials, uns
     }
     r->bare_s = -1.0;
     r->engine_s = -1.0;
+    r->estimate_bytes = rs_model_memory_estimate(model, threads);
     for (int k = 0; k < repeats; k++) {
         double s = bare_loop(model, trials, threads);
         if (s < 0.0) {
@@ -200,11 +219,12 @@ static void run_configuration(const char *text, size_t len, uint64_t trials, uns
         }
     }
     for (int k = 0; k < repeats; k++) {
-        rs_run_options opt = {.threads = threads};
+        phase_clock clock = {.start = 0.0, .sampled = -1.0};
+        rs_run_options opt = {.threads = threads, .progress = on_progress, .progress_ctx = &clock};
         rs_result *result = NULL;
-        double t0 = monotonic_seconds();
+        clock.start = monotonic_seconds();
         rs_err err = rs_simulate(model, &opt, &result);
-        double s = monotonic_seconds() - t0;
+        double s = monotonic_seconds() - clock.start;
         rs_result_free(result);
         if (err != RS_OK) {
             r->err = err;
@@ -212,6 +232,7 @@ static void run_configuration(const char *text, size_t len, uint64_t trials, uns
         }
         if (r->engine_s < 0.0 || s < r->engine_s) {
             r->engine_s = s;
+            r->sample_s = clock.sampled;
         }
     }
     struct rusage ru;
@@ -305,12 +326,13 @@ static void run_row(const char *text, size_t len, bench_row *row)
  * Output
  * ------------------------------------------------------------------------------------------- */
 
+/* The bare loop's cost of one leaf-trial draw, in nanoseconds of one core. */
 static double ns_per_draw(const bench_row *row, size_t nleaves)
 {
-    /* Thread-seconds per leaf-trial: the cost of one rs_leaf_trial_loss call on one core. */
     return row->r.bare_s * 1e9 * row->threads / ((double)row->trials * (double)nleaves);
 }
 
+/* Prints the rows as a table with the model facts and the bare cost per draw. */
 static void print_table(const bench_row *rows, size_t nrows, size_t nleaves, size_t nnodes,
                         uint32_t seed, const char *path, long baseline_kib)
 {
@@ -318,8 +340,9 @@ static void print_table(const bench_row *rows, size_t nrows, size_t nleaves, siz
     printf("model: %zu leaves, %zu nodes, seed %u; baseline RSS %.1f MiB (inherited by every "
            "child)\n\n",
            nleaves, nnodes, (unsigned)seed, (double)baseline_kib / 1024.0);
-    printf("%9s %7s %7s %10s %12s %12s %10s %12s %8s\n", "trials", "threads", "repeats", "seconds",
-           "trials/s", "peakRSS MiB", "bare s", "bare ns/draw", "ratio");
+    printf("%9s %7s %7s %10s %10s %12s %12s %8s %10s %12s %8s\n", "trials", "threads", "repeats",
+           "seconds", "sampling s", "trials/s", "peakRSS MiB", "est. MiB", "bare s", "bare ns/draw",
+           "ratio");
     for (size_t i = 0; i < nrows; i++) {
         const bench_row *row = &rows[i];
         if (row->failure[0] != '\0') {
@@ -327,9 +350,10 @@ static void print_table(const bench_row *rows, size_t nrows, size_t nleaves, siz
                    row->repeats, row->failure);
             continue;
         }
-        printf("%9llu %7u %7d %10.4f %12.0f %12.1f %10.4f %12.1f %8.2f\n",
+        printf("%9llu %7u %7d %10.4f %10.4f %12.0f %12.1f %8.1f %10.4f %12.1f %8.2f\n",
                (unsigned long long)row->trials, row->threads, row->repeats, row->r.engine_s,
-               (double)row->trials / row->r.engine_s, (double)row->r.maxrss_kib / 1024.0,
+               row->r.sample_s, (double)row->trials / row->r.engine_s,
+               (double)row->r.maxrss_kib / 1024.0, (double)row->r.estimate_bytes / 1048576.0,
                row->r.bare_s, ns_per_draw(row, nleaves), row->r.engine_s / row->r.bare_s);
     }
     /* The bare cost per draw from the largest single-threaded run (the steadiest figure). */
@@ -340,8 +364,10 @@ static void print_table(const bench_row *rows, size_t nrows, size_t nleaves, siz
             best = &rows[i];
         }
     }
-    printf("\nseconds: best wall time of rs_simulate; ratio: seconds / bare s (same trials and "
-           "threads).\n");
+    printf(
+        "\nseconds: best wall time of rs_simulate; sampling s: of that run, the time until the "
+        "engine\nreported \"aggregating\" (-1: never); est. MiB: rs_model_memory_estimate; ratio: "
+        "seconds / bare s\n(same trials and threads).\n");
     if (best != NULL) {
         printf("bare loop: %.1f ns per draw (one rs_leaf_trial_loss call, 1 thread, %llu "
                "trials x %zu leaves)\n",
@@ -359,6 +385,7 @@ static int json_add(struct json_object *obj, const char *key, struct json_object
     return 0;
 }
 
+/* Prints the rows as one JSON document. Returns 0, or -1 when out of memory. */
 static int print_json(const bench_row *rows, size_t nrows, size_t nleaves, size_t nnodes,
                       uint32_t seed, const char *path, long baseline_kib)
 {
@@ -397,10 +424,13 @@ static int print_json(const bench_row *rows, size_t nrows, size_t nleaves, size_
             continue;
         }
         if (json_add(o, "seconds", json_object_new_double(row->r.engine_s)) != 0 ||
+            json_add(o, "samplingSeconds", json_object_new_double(row->r.sample_s)) != 0 ||
             json_add(o, "trialsPerSecond",
                      json_object_new_double((double)row->trials / row->r.engine_s)) != 0 ||
             json_add(o, "peakRssMiB", json_object_new_double((double)row->r.maxrss_kib / 1024.0)) !=
                 0 ||
+            json_add(o, "estimateMiB",
+                     json_object_new_double((double)row->r.estimate_bytes / 1048576.0)) != 0 ||
             json_add(o, "bareSeconds", json_object_new_double(row->r.bare_s)) != 0 ||
             json_add(o, "bareNsPerDraw", json_object_new_double(ns_per_draw(row, nleaves))) != 0 ||
             json_add(o, "ratio", json_object_new_double(row->r.engine_s / row->r.bare_s)) != 0) {
@@ -419,6 +449,7 @@ out:
  * main
  * ------------------------------------------------------------------------------------------- */
 
+/* Prints the usage to out. */
 static void usage(FILE *out)
 {
     fprintf(out,
