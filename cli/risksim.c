@@ -161,12 +161,6 @@ static void format_duration(double seconds, char *buf, size_t size)
     }
 }
 
-/* Formats a quantile level as its result label: 0.5 -> "p50", 0.995 -> "p99.5". */
-static void format_level(double level, char *buf, size_t size)
-{
-    snprintf(buf, size, "p%.10g", level * 100.0);
-}
-
 /* Seconds on the monotonic clock (0 if it cannot be read). */
 static double monotonic_seconds(void)
 {
@@ -556,6 +550,12 @@ static int on_progress(void *ctx, const rs_progress *p)
         snprintf(s_eta, sizeof s_eta, "-");
     }
 
+    char what[64];
+    if (p->nodes_total > 0 && strcmp(phase, RS_PHASE_AGGREGATING) == 0)
+        snprintf(what, sizeof what, "%s %zu/%zu nodes", phase, p->nodes_done, p->nodes_total);
+    else
+        snprintf(what, sizeof what, "%s", phase);
+
     char line[256];
     if (st->style == STYLE_BAR) {
         char bar[PROGRESS_BAR_WIDTH + 1];
@@ -567,7 +567,7 @@ static int on_progress(void *ctx, const rs_progress *p)
         /* \r returns to the start of the line, ESC[K clears what a longer line left. */
         int len =
             snprintf(line, sizeof line, "\r[%s] %5.1f%%  %s/%s trials  %s/s  ETA %s  %s\033[K", bar,
-                     fraction * 100.0, s_done, s_total, s_rate, s_eta, phase);
+                     fraction * 100.0, s_done, s_total, s_rate, s_eta, what);
         if (len > 0) {
             fwrite(line, 1, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1, stderr);
             st->line_open = true;
@@ -575,7 +575,7 @@ static int on_progress(void *ctx, const rs_progress *p)
     } else {
         int len =
             snprintf(line, sizeof line, "risksim: %3d%%  %s/%s trials  %s trials/s  ETA %s  %s\n",
-                     (int)(fraction * 100.0), s_done, s_total, s_rate, s_eta, phase);
+                     (int)(fraction * 100.0), s_done, s_total, s_rate, s_eta, what);
         if (len > 0) {
             fwrite(line, 1, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1, stderr);
         }
@@ -644,7 +644,6 @@ static int print_summary(const rs_result *result, const rs_model *model, unsigne
 {
     size_t nnodes = rs_result_node_count(result);
     size_t nlevels = rs_result_level_count(result);
-    const double *levels = rs_result_levels(result);
     const char *name = rs_model_name(model);
     char cell[32];
     int width = 4; /* "node" */
@@ -666,8 +665,7 @@ static int print_summary(const rs_result *result, const rs_model *model, unsigne
     /* Losses by node. */
     printf("%-*s  %*s  %*s", width, "node", SUMMARY_COL, "mean", SUMMARY_COL, "P(loss)");
     for (size_t l = 0; l < nlevels; l++) {
-        format_level(levels[l], cell, sizeof cell);
-        printf("  %*s", SUMMARY_COL, cell);
+        printf("  %*s", SUMMARY_COL, rs_result_level_label(result, l));
     }
     putchar('\n');
     for (size_t i = 0; i < nnodes; i++) {
@@ -687,8 +685,7 @@ static int print_summary(const rs_result *result, const rs_model *model, unsigne
     /* Tail value at risk: the mean loss at or above each quantile. */
     printf("\n%-*s  %*s  %*s", width, "TVaR", SUMMARY_COL, "", SUMMARY_COL, "");
     for (size_t l = 0; l < nlevels; l++) {
-        format_level(levels[l], cell, sizeof cell);
-        printf("  %*s", SUMMARY_COL, cell);
+        printf("  %*s", SUMMARY_COL, rs_result_level_label(result, l));
     }
     putchar('\n');
     for (size_t i = 0; i < nnodes; i++) {

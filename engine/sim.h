@@ -49,6 +49,7 @@ struct rs_result {
     uint32_t seed;
     size_t nlevels;
     double levels[RS_MAX_QUANTILES];
+    char level_labels[RS_MAX_QUANTILES][16];
     double duration_ms;
     size_t nnodes;
     rs_node_stats *nodes; /* one per model node, same order */
@@ -59,10 +60,21 @@ struct rs_result {
  * when out of memory. */
 rs_result *rs_result_alloc(const rs_model *model);
 
-/* Computes every node's statistics from the store into result (allocated by rs_result_alloc)
- * on `threads` threads. Returns RS_OK, RS_ENOMEM, RS_ETHREAD or RS_ECANCELLED (cancel set). */
-rs_err rs_stats_compute(const rs_model *model, const rs_store *store, unsigned threads,
-                        const atomic_int *cancel, rs_result *result);
+/* Told after each node's statistics are done (on the thread that called rs_stats_compute);
+ * a non-zero answer cancels. */
+typedef int (*rs_nodes_progress_fn)(void *ctx, size_t nodes_done, size_t nodes_total);
+
+typedef struct rs_stats_options {
+    unsigned threads;
+    const atomic_int *cancel;
+    rs_nodes_progress_fn progress; /* optional */
+    void *progress_ctx;
+} rs_stats_options;
+
+/* Computes every node's statistics from the store into result (allocated by rs_result_alloc).
+ * Returns RS_OK, RS_ENOMEM, RS_ETHREAD or RS_ECANCELLED. */
+rs_err rs_stats_compute(const rs_model *model, const rs_store *store, const rs_stats_options *opt,
+                        rs_result *result);
 
 /* The rank (1-based) of quantile level q among n sorted trials: the smallest k with
  * k >= q*n, where q*n within 1e-9 of an integer counts as that integer (so 0.995 * 100000 is

@@ -240,8 +240,22 @@ static int report_progress(const rs_run_options *opt, uint64_t done, uint64_t to
 {
     if (opt->progress == NULL)
         return 0;
-    rs_progress p = {done, total, phase};
+    rs_progress p = {done, total, phase, 0, 0};
     return opt->progress(opt->progress_ctx, &p);
+}
+
+/* Context of the aggregation progress: the run's options and model. */
+typedef struct aggregation_ctx {
+    const rs_run_options *opt;
+    uint64_t trials;
+} aggregation_ctx;
+
+/* rs_nodes_progress_fn forwarding to the run's progress callback. */
+static int report_nodes(void *ctx, size_t nodes_done, size_t nodes_total)
+{
+    const aggregation_ctx *agg = ctx;
+    rs_progress p = {agg->trials, agg->trials, RS_PHASE_AGGREGATING, nodes_done, nodes_total};
+    return agg->opt->progress(agg->opt->progress_ctx, &p);
 }
 
 /* Waits for the workers, reporting progress whenever trials were done; a non-zero answer of
@@ -257,7 +271,7 @@ static void coordinate(run_state *st, const rs_run_options *opt)
             continue;
         reported = done;
         pthread_mutex_unlock(&st->mutex);
-        int stop = report_progress(opt, done, st->model->trials, "sampling");
+        int stop = report_progress(opt, done, st->model->trials, RS_PHASE_SAMPLING);
         pthread_mutex_lock(&st->mutex);
         if (stop) {
             st->cancelled = 1;
@@ -281,7 +295,7 @@ static rs_err sample_inline(run_state *st, const rs_run_options *opt)
         if (err != RS_OK)
             break;
         st->trials_done += rs_store_chunk_len(st->store, c);
-        if (report_progress(opt, st->trials_done, st->model->trials, "sampling"))
+        if (report_progress(opt, st->trials_done, st->model->trials, RS_PHASE_SAMPLING))
             err = RS_ECANCELLED;
     }
     scratch_free(&scratch);
@@ -369,9 +383,10 @@ rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_resu
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     unsigned threads = opt->threads == 0 ? 1 : opt->threads;
+    unsigned sampling_threads = threads;
     uint32_t chunk = opt->chunk_trials == 0 ? DEFAULT_CHUNK_TRIALS : opt->chunk_trials;
-    if ((uint64_t)threads > (model->trials + chunk - 1) / chunk)
-        threads = (unsigned)((model->trials + chunk - 1) / chunk);
+    if ((uint64_t)sampling_threads > (model->trials + chunk - 1) / chunk)
+        sampling_threads = (unsigned)((model->trials + chunk - 1) / chunk);
 
     rs_store store = {0};
     rs_result *result = NULL;
@@ -379,11 +394,17 @@ rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_resu
     rs_err err = store_init(&store, model, chunk);
     if (err != RS_OK)
         goto out;
-    err = sample_all(model, opt, threads, &store, &sampled);
+    if (cancel_requested(opt->cancel) ||
+        report_progress(opt, 0, model->trials, RS_PHASE_SAMPLING)) {
+        err = RS_ECANCELLED;
+        goto out;
+    }
+    err = sample_all(model, opt, sampling_threads, &store, &sampled);
     if (err != RS_OK)
         goto out;
+    aggregation_ctx agg = {opt, model->trials};
     if (cancel_requested(opt->cancel) ||
-        report_progress(opt, model->trials, model->trials, "aggregating")) {
+        (opt->progress != NULL && report_nodes(&agg, 0, model->nnodes))) {
         err = RS_ECANCELLED;
         goto out;
     }
@@ -392,7 +413,8 @@ rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_resu
         err = RS_ENOMEM;
         goto out;
     }
-    err = rs_stats_compute(model, &store, threads, opt->cancel, result);
+    rs_stats_options stats = {threads, opt->cancel, opt->progress ? report_nodes : NULL, &agg};
+    err = rs_stats_compute(model, &store, &stats, result);
     if (err != RS_OK)
         goto out;
     result->duration_ms = elapsed_ms(&start);
@@ -425,10 +447,10 @@ uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads)
     }
     if (threads == 0)
         threads = 1;
-    /* per thread: the losses of the node being summarised (8 bytes + a 1-byte bin each, up to
-     * n of them) and the chunk stack */
-    double thread_bytes = (double)threads * ((double)n * 9.0 + (double)(model->height + 2) *
-                                                                   DEFAULT_CHUNK_TRIALS * 8.0);
+    /* per thread: the losses of the node being summarised (up to n of them: 8 bytes, a 1-byte
+     * bin, a quarter copied for selection), a bit per trial, and the chunk stack */
+    double thread_bytes = (double)threads * ((double)n * 11.125 + (double)(model->height + 2) *
+                                                                      DEFAULT_CHUNK_TRIALS * 8.0);
     double result_bytes =
         (double)model->nnodes *
         ((double)sizeof(rs_node_stats) + (3.0 * RS_MAX_QUANTILES + 2.0 * RS_LEC_POINTS) * 8.0);

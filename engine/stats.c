@@ -4,13 +4,17 @@
  * Why this file exists: the result of API.md section 2 needs, per node, the distribution of
  * its per-trial loss. Leaves are stored sparse (simulate.c); a portfolio's loss in a trial is
  * the sum of its children's, recomputed chunk by chunk in a fixed order (first child first) so
- * it is the same number whatever the chunking. Each node takes two passes over its trials in
- * trial order (so every floating-point sum has one fixed order):
- *   pass 1: sum, maximum, count and a copy of the nonzero losses; order statistics of that
- *           copy give the quantiles, and a binned count gives the loss exceedance curve;
- *   pass 2: the spread around the mean, the tail sums (TVaR) and, for a portfolio, each
- *           child's sum over the portfolio's tail trials (tail contributions).
- * Nodes are independent of each other, so threads take whole nodes.
+ * it is the same number whatever the chunking. For each node:
+ *   pass 1 copies its nonzero losses in trial order and sums them (the mean);
+ *   a binning pass puts each loss in the bin of the loss exceedance curve's ticks it falls in,
+ *           keeping per-bin counts and sums (the curve, the spread around the mean);
+ *   the quantiles are selected inside the few bins that hold them, and each tail sum (TVaR)
+ *           is the sums of the bins above plus a scan of the quantile's bin;
+ *   for a portfolio, a last pass sums each child's losses over the portfolio's tail trials
+ *           (tail contributions).
+ * Every floating-point sum runs in one fixed order (trial order, or a fixed order of bins), so
+ * results are bit-for-bit the same whatever the threads and chunks. Nodes are independent of
+ * each other, so threads take whole nodes.
  */
 #include <math.h>
 #include <pthread.h>
@@ -141,9 +145,10 @@ static void select_kth(double *v, size_t lo, size_t hi, size_t k)
 /* ------------------------------------------------------------------------------------------
  * Loss exceedance curve and binning
  *
- * Every nonzero loss is put in the bin of the LEC ticks it falls between. The bin counts give
- * the curve, and they also say in which bin each wanted quantile lies, so the order statistics
- * only need to look at a few small bins instead of the whole array.
+ * Every nonzero loss is put in the bin of the LEC ticks it falls between, and each bin keeps
+ * its count and its sum. The counts give the curve; they also say in which bin each wanted
+ * quantile lies, so the order statistics only look at a few small bins; and a tail sum (TVaR)
+ * is the sums of the bins above the quantile's bin plus a scan of that one bin.
  * ---------------------------------------------------------------------------------------- */
 
 /* Ticks: 0, then RS_LEC_POINTS - 1 points spaced evenly in log(loss) from lo to the maximum
@@ -203,15 +208,57 @@ static inline uint8_t tick_bin(const lec_scale *sc, double x)
     return (uint8_t)i;
 }
 
-/* Writes each loss's bin to bins[] and the count of each bin to counts[0..RS_LEC_POINTS). */
-static void bin_losses(const double *buf, uint64_t nnz, const double *ticks, uint8_t *bins,
-                       uint64_t *counts)
+/* Selection buckets. The top bits of a positive double (its exponent and the first 8 bits of
+ * its mantissa) order it, so they cut the losses into buckets 1/256 of an octave wide. The
+ * buckets span FINE_OCTAVES octaves below the largest loss; smaller losses share bucket 0. A
+ * quantile is found by counting, then selecting inside its one small bucket. */
+#define FINE_SHIFT 44
+#define FINE_OCTAVES 24
+#define FINE_BUCKETS (FINE_OCTAVES * 256 + 1)
+
+typedef struct fine_buckets {
+    uint64_t top; /* key of the largest loss */
+    uint64_t count[FINE_BUCKETS];
+    ksum sum[FINE_BUCKETS];
+    uint8_t slot[FINE_BUCKETS]; /* selection: 1 + index of a wanted bucket, 0 otherwise */
+} fine_buckets;
+
+static inline uint64_t fine_key(double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits >> FINE_SHIFT;
+}
+
+static inline size_t fine_bucket(const fine_buckets *fb, double x)
+{
+    uint64_t below = fb->top - fine_key(x);
+    return below >= FINE_BUCKETS - 1 ? 0 : (size_t)(FINE_BUCKETS - 1 - below);
+}
+
+/* The nonzero losses of a node, counted per LEC bin, with their spread around the mean. */
+typedef struct loss_bins {
+    uint64_t count[RS_LEC_POINTS];
+    ksum spread; /* sum of (x - mean)^2 */
+} loss_bins;
+
+/* One pass over buf[0..nnz) in trial order (so every sum has one fixed order): LEC bin counts
+ * and spread into lb, selection bucket counts and sums into fb (max: the largest loss). */
+static void bin_losses(const double *buf, uint64_t nnz, const double *ticks, double mean,
+                       double max, loss_bins *lb, fine_buckets *fb)
 {
     lec_scale sc = make_scale(ticks);
-    memset(counts, 0, RS_LEC_POINTS * sizeof(uint64_t));
+    memset(lb, 0, sizeof(*lb));
+    memset(fb->count, 0, sizeof(fb->count));
+    memset(fb->sum, 0, sizeof(fb->sum));
+    fb->top = fine_key(max);
     for (uint64_t i = 0; i < nnz; i++) {
-        bins[i] = tick_bin(&sc, buf[i]);
-        counts[bins[i]]++;
+        double x = buf[i];
+        lb->count[tick_bin(&sc, x)]++;
+        ksum_add(&lb->spread, (x - mean) * (x - mean));
+        size_t k = fine_bucket(fb, x);
+        fb->count[k]++;
+        ksum_add(&fb->sum[k], x);
     }
 }
 
@@ -228,120 +275,209 @@ static void lec_from_counts(const uint64_t *counts, uint64_t nnz, uint64_t n, do
 }
 
 /* ------------------------------------------------------------------------------------------
- * Quantiles from the bins
+ * Quantiles and tails from the bins
  * ---------------------------------------------------------------------------------------- */
 
-static int cmp_size(const void *a, const void *b)
+/* What the selection finds for one wanted sorted position: the loss there (the quantile) and
+ * the sum and count of the nonzero losses at or above it (the tail). */
+typedef struct order_stat {
+    size_t pos; /* 0-based among the sorted nonzero losses */
+    double value;
+    double tail_sum;
+    uint64_t tail_count;
+} order_stat;
+
+static int cmp_order_stat(const void *a, const void *b)
 {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    size_t x = ((const order_stat *)a)->pos, y = ((const order_stat *)b)->pos;
     return x < y ? -1 : (x > y ? 1 : 0);
 }
 
-/* The sorted positions (0-based among the nonzero losses) the levels need, ascending and
- * without repeats. Returns their number. */
+/* The sorted positions the levels need, ascending and without repeats. Returns their number. */
 static size_t wanted_positions(uint64_t nnz, uint64_t n, const double *levels, size_t nlevels,
-                               size_t *pos)
+                               order_stat *want)
 {
-    size_t npos = 0;
+    size_t count = 0;
     uint64_t zeros = n - nnz;
     for (size_t j = 0; j < nlevels; j++) {
         uint64_t k = rs_quantile_rank(levels[j], n);
         if (k > zeros)
-            pos[npos++] = (size_t)(k - zeros - 1);
+            want[count++].pos = (size_t)(k - zeros - 1);
     }
-    qsort(pos, npos, sizeof(size_t), cmp_size);
+    qsort(want, count, sizeof(order_stat), cmp_order_stat);
     size_t unique = 0;
-    for (size_t i = 0; i < npos; i++)
-        if (unique == 0 || pos[i] != pos[unique - 1])
-            pos[unique++] = pos[i];
+    for (size_t i = 0; i < count; i++)
+        if (unique == 0 || want[i].pos != want[unique - 1].pos)
+            want[unique++] = want[i];
     return unique;
 }
 
+/* Sum and count of the values of v[0..len) at or above x, added to the accumulators. */
+static void scan_tail(const double *v, size_t len, double x, ksum *sum, uint64_t *count)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] >= x) {
+            ksum_add(sum, v[i]);
+            (*count)++;
+        }
+    }
+}
+
 /* Selects every wanted position directly in buf (smallest first, each right of the previous
- * one). Used when the wanted bins hold too many losses to copy. */
-static void select_in_place(double *buf, size_t nnz, const size_t *pos, size_t npos, double *found)
+ * one) and scans buf for each tail. Used when the wanted bins hold too many losses to copy. */
+static void select_in_place(double *buf, size_t nnz, order_stat *want, size_t nwant)
 {
     size_t lo = 0;
-    for (size_t i = 0; i < npos; i++) {
-        select_kth(buf, lo, nnz, pos[i]);
-        found[i] = buf[pos[i]];
-        lo = pos[i] + 1;
+    for (size_t i = 0; i < nwant; i++) {
+        select_kth(buf, lo, nnz, want[i].pos);
+        want[i].value = buf[want[i].pos];
+        lo = want[i].pos + 1;
+    }
+    for (size_t i = 0; i < nwant; i++) {
+        ksum tail = {0, 0};
+        want[i].tail_count = 0;
+        scan_tail(buf, nnz, want[i].value, &tail, &want[i].tail_count);
+        want[i].tail_sum = ksum_value(&tail);
     }
 }
 
-/* Finds the value at each wanted position pos[0..npos) (ascending) of the sorted nonzero
- * losses, into found[]. The bins say which bins hold wanted positions; one pass copies those
- * bins' losses, grouped by bin, into a small array where the selection runs. Returns RS_OK or
- * RS_ENOMEM. */
-static rs_err select_positions(double *buf, const uint8_t *bins, const uint64_t *counts, size_t nnz,
-                               const size_t *pos, size_t npos, double *found, int *reordered)
+/* One bucket holding wanted positions. */
+typedef struct wanted_bucket {
+    size_t bucket;
+    size_t first; /* sorted position of its first loss */
+    size_t start; /* where its losses go in copy */
+    double above; /* sum of the losses in the buckets above it */
+    uint64_t above_count;
+} wanted_bucket;
+
+/* Finds the buckets holding the wanted positions (ascending) and the sums above each. Returns
+ * their number; sets *total to the losses they hold. */
+static size_t find_buckets(fine_buckets *fb, const order_stat *want, size_t nwant,
+                           wanted_bucket *wb, size_t *total)
 {
-    size_t first[RS_LEC_POINTS]; /* sorted position of each bin's first loss */
-    size_t slot[RS_LEC_POINTS];  /* where the next copied loss of a wanted bin goes */
-    unsigned char wanted[RS_LEC_POINTS] = {0};
-    size_t total = 0, at = 0;
-    for (size_t b = 0, i = 0; b < RS_LEC_POINTS; b++) {
-        first[b] = at;
-        at += (size_t)counts[b];
-        while (i < npos && pos[i] < at) {
-            wanted[b] = 1;
-            i++;
+    size_t nwb = 0, at = 0;
+    *total = 0;
+    memset(fb->slot, 0, sizeof(fb->slot));
+    for (size_t k = 0, i = 0; k < FINE_BUCKETS && i < nwant; k++) {
+        size_t count = (size_t)fb->count[k];
+        if (want[i].pos < at + count) {
+            wb[nwb] = (wanted_bucket){k, at, *total, 0.0, 0};
+            fb->slot[k] = (uint8_t)(++nwb);
+            *total += count;
+            while (i < nwant && want[i].pos < at + count)
+                i++;
         }
-        if (wanted[b]) {
-            slot[b] = total;
-            total += (size_t)counts[b];
-        }
+        at += count;
     }
+    /* sums above each wanted bucket, highest bucket first (one fixed order) */
+    ksum above = {0, 0};
+    uint64_t above_count = 0;
+    size_t next = nwb;
+    for (size_t k = FINE_BUCKETS; k-- > 0 && next > 0;) {
+        if (k == wb[next - 1].bucket) {
+            wb[next - 1].above = ksum_value(&above);
+            wb[next - 1].above_count = above_count;
+            next--;
+        }
+        ksum_add(&above, ksum_value(&fb->sum[k]));
+        above_count += fb->count[k];
+    }
+    return nwb;
+}
+
+/* Finds every wanted order statistic of buf[0..nnz). Normally one pass copies the losses of
+ * the buckets holding wanted positions, grouped by bucket, into copy[] (capacity at least
+ * nnz / 4), where the selection runs and buf stays in trial order; if those buckets hold more
+ * than that (a point mass, e.g. a limit many losses reach), the selection runs in buf itself
+ * and *reordered is set. */
+static void select_positions(double *buf, fine_buckets *fb, size_t nnz, order_stat *want,
+                             size_t nwant, double *copy, int *reordered)
+{
+    wanted_bucket wb[RS_MAX_QUANTILES];
+    size_t total = 0;
+    size_t nwb = find_buckets(fb, want, nwant, wb, &total);
     *reordered = total > nnz / 4;
     if (*reordered) {
-        select_in_place(buf, nnz, pos, npos, found);
-        return RS_OK;
+        select_in_place(buf, nnz, want, nwant);
+        return;
     }
-    double *copy = malloc((total > 0 ? total : 1) * sizeof(double));
-    if (copy == NULL)
-        return RS_ENOMEM;
-    size_t start[RS_LEC_POINTS];
-    for (size_t b = 0; b < RS_LEC_POINTS; b++)
-        start[b] = slot[b];
-    for (size_t i = 0; i < nnz; i++)
-        if (wanted[bins[i]])
-            copy[slot[bins[i]]++] = buf[i];
-    size_t b = 0, lo = 0;
-    for (size_t i = 0; i < npos; i++) {
-        while (pos[i] >= first[b] + counts[b]) {
-            b++;
-            lo = start[b];
+    size_t fill[RS_MAX_QUANTILES];
+    for (size_t j = 0; j < nwb; j++)
+        fill[j] = wb[j].start;
+    for (size_t i = 0; i < nnz; i++) {
+        uint8_t slot = fb->slot[fine_bucket(fb, buf[i])];
+        if (slot != 0)
+            copy[fill[slot - 1]++] = buf[i];
+    }
+    size_t j = 0, lo = 0;
+    for (size_t i = 0; i < nwant; i++) {
+        while (want[i].pos >= wb[j].first + fb->count[wb[j].bucket]) {
+            j++;
+            lo = wb[j].start;
         }
-        size_t k = start[b] + (pos[i] - first[b]);
-        select_kth(copy, lo, start[b] + (size_t)counts[b], k);
-        found[i] = copy[k];
+        size_t count = (size_t)fb->count[wb[j].bucket];
+        size_t k = wb[j].start + (want[i].pos - wb[j].first);
+        select_kth(copy, lo, wb[j].start + count, k);
+        want[i].value = copy[k];
         lo = k + 1;
+        /* the tail: the buckets above, then this bucket's losses at or above the value */
+        ksum tail = {wb[j].above, 0};
+        want[i].tail_count = wb[j].above_count;
+        scan_tail(copy + wb[j].start, count, want[i].value, &tail, &want[i].tail_count);
+        want[i].tail_sum = ksum_value(&tail);
     }
-    free(copy);
-    return RS_OK;
 }
 
-/* Fills quantiles[j] for every level from the nonzero losses buf[0..nnz) of a node with n
- * trials (the other n - nnz trials lost 0), binned by bin_losses. Sets *reordered when it
- * had to reorder buf (only when the wanted bins hold over a quarter of the losses). Returns
- * RS_OK or RS_ENOMEM. */
-static rs_err compute_quantiles(double *buf, const uint8_t *bins, const uint64_t *counts,
-                                uint64_t nnz, uint64_t n, const double *levels, size_t nlevels,
-                                double *quantiles, int *reordered)
+/* ------------------------------------------------------------------------------------------
+ * Per-thread scratch
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct node_scratch {
+    double *buf;      /* the node's nonzero losses */
+    fine_buckets *fb; /* their selection buckets */
+    double *copy;     /* the wanted buckets' losses (a quarter of buf) */
+    uint64_t *nz;     /* portfolios: bit t set when trial t+1 had a loss */
+    uint8_t *band;    /* a chunk's trials' bands */
+    size_t cap;       /* entries of buf */
+    size_t nz_words;
+} node_scratch;
+
+static void scratch_free(node_scratch *s)
 {
-    size_t pos[RS_MAX_QUANTILES];
-    double found[RS_MAX_QUANTILES];
-    size_t npos = wanted_positions(nnz, n, levels, nlevels, pos);
-    rs_err err = select_positions(buf, bins, counts, (size_t)nnz, pos, npos, found, reordered);
-    if (err != RS_OK)
-        return err;
-    uint64_t zeros = n - nnz;
-    for (size_t j = 0; j < nlevels; j++) {
-        uint64_t k = rs_quantile_rank(levels[j], n);
-        quantiles[j] = 0.0;
-        for (size_t i = 0; k > zeros && i < npos; i++)
-            if (pos[i] == (size_t)(k - zeros - 1))
-                quantiles[j] = found[i];
+    free(s->buf);
+    free(s->fb);
+    free(s->copy);
+    free(s->nz);
+    free(s->band);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Makes room for cap losses and n trials, keeping what is there when it is big enough (the
+ * pages stay mapped from node to node). Returns RS_OK or RS_ENOMEM. */
+static rs_err scratch_reserve(node_scratch *s, size_t cap, uint64_t n, uint32_t chunk)
+{
+    if (cap < 4)
+        cap = 4;
+    if (cap > s->cap) {
+        double *buf = realloc(s->buf, cap * sizeof(double));
+        if (buf != NULL)
+            s->buf = buf;
+        double *copy = realloc(s->copy, (cap / 4 + 1) * sizeof(double));
+        if (copy != NULL)
+            s->copy = copy;
+        if (buf == NULL || copy == NULL)
+            return RS_ENOMEM;
+        s->cap = cap;
+    }
+    if (s->fb == NULL && (s->fb = malloc(sizeof(fine_buckets))) == NULL)
+        return RS_ENOMEM;
+    size_t words = (size_t)(n / 64 + 1);
+    if (s->nz == NULL) {
+        s->nz = malloc(words * sizeof(uint64_t));
+        s->band = malloc(chunk);
+        if (s->nz == NULL || s->band == NULL)
+            return RS_ENOMEM;
+        s->nz_words = words;
     }
     return RS_OK;
 }
@@ -355,12 +491,13 @@ typedef struct node_work {
     const rs_store *store;
     rs_result *result;
     double **stack; /* model->height + 1 chunk buffers */
+    node_scratch scratch;
 } node_work;
 
 /* Pass-1 accumulators: the sum and range of the nonzero losses, which are copied to buf. */
 typedef struct collect {
     double *buf;
-    uint64_t *nz; /* portfolios: bit t set when trial t+1 had a loss (NULL for leaves) */
+    uint64_t *nz; /* portfolios: which trials had a loss */
     uint64_t nnz;
     ksum sum;
     double lo, hi;
@@ -375,7 +512,7 @@ static inline void collect_value(collect *c, double x)
 }
 
 /* Pass 1: collects the node's nonzero losses in trial order (a leaf's straight from its
- * segments, a portfolio's from its recomputed chunk values). */
+ * segments, a portfolio's from its recomputed chunk values, noting which trials had one). */
 static void pass_collect(const node_work *w, const rs_node *node, collect *c)
 {
     c->nnz = 0;
@@ -403,11 +540,16 @@ static void pass_collect(const node_work *w, const rs_node *node, collect *c)
         c->lo = 0.0;
 }
 
-/* The levels' quantiles sorted ascending cut the losses into bands: band b holds the losses
- * that reach exactly the b smallest quantiles (band 0: none). A loss adds to one band sum; a
- * level's tail sum is the sum of the bands that reach it. This keeps pass 2 at one addition
- * per loss whatever the number of levels. Levels whose quantile is 0 take every trial: their
- * tail is the pass-1 sum, so only the positive quantiles make bands. */
+/* ------------------------------------------------------------------------------------------
+ * Tail contributions
+ *
+ * The portfolio's quantiles sorted ascending cut its trials into bands: band b holds the
+ * trials whose portfolio loss reaches exactly the b smallest positive quantiles (band 0: none).
+ * Each child adds its loss in a trial to the sum of that trial's band; a level's tail share is
+ * the sum of the bands that reach its quantile (every band when the quantile is 0). One
+ * addition per child and trial, whatever the number of levels.
+ * ---------------------------------------------------------------------------------------- */
+
 typedef struct bands {
     double cut[RS_MAX_QUANTILES]; /* positive quantiles, ascending */
     size_t ncut;
@@ -429,16 +571,16 @@ static void bands_init(bands *bd, const double *var, size_t nlevels)
 }
 
 /* Band of loss x: how many cuts it reaches. */
-static inline size_t band_of(const bands *bd, double x)
+static inline uint8_t band_of(const bands *bd, double x)
 {
     size_t b = 0;
     while (b < bd->ncut && x >= bd->cut[b])
         b++;
-    return b;
+    return (uint8_t)b;
 }
 
-/* Sum of the bands whose losses reach quantile var, highest band first; for var <= 0 every
- * band, band 0 (losses below every positive quantile) included. */
+/* Sum of the bands whose trials reach quantile var, highest band first; for var <= 0 every
+ * band, band 0 included. */
 static double band_tail(const bands *bd, const ksum *band_sum, double var)
 {
     ksum total = {0, 0};
@@ -448,33 +590,7 @@ static double band_tail(const bands *bd, const ksum *band_sum, double var)
     return ksum_value(&total);
 }
 
-/* Number of losses in the bands that reach quantile var > 0. */
-static uint64_t band_tail_count(const bands *bd, const uint64_t *band_count, double var)
-{
-    uint64_t count = 0;
-    for (size_t b = bd->ncut; b >= 1; b--)
-        if (bd->cut[b - 1] >= var)
-            count += band_count[b];
-    return count;
-}
-
-/* Pass 2 accumulators of one node. */
-typedef struct tail_sums {
-    ksum spread;                         /* sum of (x - mean)^2 over the nonzero trials */
-    ksum band_sum[RS_MAX_QUANTILES + 1]; /* losses per band */
-    uint64_t band_count[RS_MAX_QUANTILES + 1];
-} tail_sums;
-
-static inline void add_tail_value(tail_sums *ts, const bands *bd, double x, double mean)
-{
-    size_t b = band_of(bd, x);
-    ksum_add(&ts->spread, (x - mean) * (x - mean));
-    ksum_add(&ts->band_sum[b], x);
-    ts->band_count[b]++;
-}
-
-/* Adds child's losses of one chunk to its band sums, the band being the portfolio's band in
- * that trial (band[t]). */
+/* Adds child's losses of one chunk to its band sums. */
 static void add_child_bands(const uint8_t *band, const double *child, uint32_t len, ksum *band_sum)
 {
     for (uint32_t t = 0; t < len; t++)
@@ -498,48 +614,36 @@ static void add_leaf_bands(const uint8_t *band, const rs_segment *seg, uint32_t 
     }
 }
 
-/* Pass 2 over a leaf: its stored nonzero losses, in trial order. */
-static void leaf_tails(const node_work *w, const rs_node *leaf, double mean, const bands *bd,
-                       tail_sums *ts)
+/* Writes the bands of one chunk of the portfolio's trials: from the losses pass 1 kept (still
+ * in trial order; *k is the next one) or, when the selection reordered them, recomputed. */
+static void chunk_bands(const node_work *w, const rs_node *node, const collect *col, int recompute,
+                        const bands *bd, size_t c, uint64_t *k, uint8_t *band)
 {
-    for (size_t c = 0; c < w->store->nchunks; c++) {
-        const rs_segment *seg = leaf_segment(w->store, leaf, c);
-        for (uint32_t k = 0; k < seg->nnz; k++)
-            add_tail_value(ts, bd, seg->losses[k], mean);
+    uint32_t len = rs_store_chunk_len(w->store, c);
+    if (recompute) {
+        node_chunk_values(w->model, w->store, node, c, len, w->stack, 0);
+        for (uint32_t t = 0; t < len; t++)
+            band[t] = band_of(bd, w->stack[0][t]);
+        return;
+    }
+    uint8_t band0 = band_of(bd, 0.0);
+    uint64_t base = (uint64_t)c * w->store->chunk;
+    for (uint32_t t = 0; t < len; t++) {
+        int had_loss = (int)((col->nz[(base + t) / 64] >> ((base + t) % 64)) & 1u);
+        band[t] = had_loss ? band_of(bd, col->buf[(*k)++]) : band0;
     }
 }
 
-/* Pass 2 over a portfolio: its losses (those pass 1 kept, or recomputed when the selection
- * reordered them), and each child's losses per portfolio band
- * (child_bands[child * (RS_MAX_QUANTILES + 1) + band]). band is scratch of chunk size. */
-static void portfolio_tails(const node_work *w, const rs_node *node, double mean, const bands *bd,
-                            const collect *col, int recompute, tail_sums *ts, ksum *child_bands,
-                            uint8_t *band)
+/* Each child's losses summed per band of the portfolio's trials, into
+ * child_bands[child * (RS_MAX_QUANTILES + 1) + band]. */
+static void children_bands(const node_work *w, const rs_node *node, const collect *col,
+                           int recompute, const bands *bd, ksum *child_bands)
 {
-    uint8_t band0 = (uint8_t)band_of(bd, 0.0);
-    uint64_t k = 0; /* next stored loss */
+    uint8_t *band = w->scratch.band;
+    uint64_t k = 0;
     for (size_t c = 0; c < w->store->nchunks; c++) {
         uint32_t len = rs_store_chunk_len(w->store, c);
-        if (recompute) {
-            node_chunk_values(w->model, w->store, node, c, len, w->stack, 0);
-            const double *v = w->stack[0];
-            for (uint32_t t = 0; t < len; t++) {
-                band[t] = (uint8_t)band_of(bd, v[t]);
-                if (v[t] > 0.0)
-                    add_tail_value(ts, bd, v[t], mean);
-            }
-        } else {
-            /* the losses pass 1 kept, still in trial order, and where they were */
-            uint64_t base = (uint64_t)c * w->store->chunk;
-            for (uint32_t t = 0; t < len; t++) {
-                band[t] = band0;
-                if ((col->nz[(base + t) / 64] >> ((base + t) % 64)) & 1u) {
-                    double x = col->buf[k++];
-                    band[t] = (uint8_t)band_of(bd, x);
-                    add_tail_value(ts, bd, x, mean);
-                }
-            }
-        }
+        chunk_bands(w, node, col, recompute, bd, c, &k, band);
         for (uint32_t i = 0; i < node->nchildren; i++) {
             const rs_node *child = &w->model->nodes[node->children[i]];
             ksum *sums = &child_bands[(size_t)i * (RS_MAX_QUANTILES + 1)];
@@ -552,6 +656,33 @@ static void portfolio_tails(const node_work *w, const rs_node *node, double mean
         }
     }
 }
+
+/* Writes the tail shares of node's children for every level; tail[j] is the node's tail sum. */
+static rs_err write_shares(const node_work *w, const rs_node *node, const collect *col,
+                           int recompute, const double *tail)
+{
+    const rs_model *m = w->model;
+    const double *var = w->result->nodes[node - m->nodes].quantiles;
+    ksum *child_bands = calloc((size_t)node->nchildren * (RS_MAX_QUANTILES + 1), sizeof(ksum));
+    if (child_bands == NULL)
+        return RS_ENOMEM;
+    bands bd;
+    bands_init(&bd, var, m->nlevels);
+    children_bands(w, node, col, recompute, &bd, child_bands);
+    for (uint32_t i = 0; i < node->nchildren; i++) {
+        double *share = (double *)w->result->nodes[node->children[i]].tail_contribution;
+        for (size_t j = 0; j < m->nlevels; j++) {
+            double part = band_tail(&bd, &child_bands[(size_t)i * (RS_MAX_QUANTILES + 1)], var[j]);
+            share[j] = tail[j] > 0.0 ? part / tail[j] : NAN;
+        }
+    }
+    free(child_bands);
+    return RS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Statistics of one node
+ * ---------------------------------------------------------------------------------------- */
 
 /* Number of losses pass 1 may collect for node: at most the trials, at most the leaves'
  * stored losses below it. */
@@ -573,85 +704,69 @@ static uint64_t node_capacity(const node_work *w, const rs_node *node)
     return total;
 }
 
-/* Writes the TVaR of node and the tail shares of its children from the band sums. A level
- * whose quantile is 0 takes every trial: the node's tail is then its pass-1 sum. */
-static void write_tails(const node_work *w, const rs_node *node, const bands *bd, const ksum *sum,
-                        const tail_sums *ts, const ksum *child_bands)
+/* Quantiles, TVaR and the tail sums of node from its binned losses; tail[j] gets the sum of
+ * the trials at or above level j's quantile. Sets *reordered as select_positions does. */
+static void write_quantiles(const node_work *w, rs_node_stats *st, collect *col, double *tail,
+                            int *reordered)
 {
     const rs_model *m = w->model;
-    rs_node_stats *st = &w->result->nodes[node - m->nodes];
-    double *tvar = (double *)st->tvar;
+    uint64_t n = m->trials, zeros = n - col->nnz;
+    order_stat want[RS_MAX_QUANTILES];
+    size_t nwant = wanted_positions(col->nnz, n, m->levels, m->nlevels, want);
+    select_positions(col->buf, w->scratch.fb, (size_t)col->nnz, want, nwant, w->scratch.copy,
+                     reordered);
+    double *var = (double *)st->quantiles, *tvar = (double *)st->tvar;
     for (size_t j = 0; j < m->nlevels; j++) {
-        double var = st->quantiles[j];
-        double total = var > 0.0 ? band_tail(bd, ts->band_sum, var) : ksum_value(sum);
-        uint64_t count = var > 0.0 ? band_tail_count(bd, ts->band_count, var) : w->store->trials;
-        tvar[j] = count > 0 ? total / (double)count : 0.0;
-        for (uint32_t i = 0; i < node->nchildren; i++) {
-            double part = band_tail(bd, &child_bands[(size_t)i * (RS_MAX_QUANTILES + 1)], var);
-            double *share = (double *)w->result->nodes[node->children[i]].tail_contribution;
-            share[j] = total > 0.0 ? part / total : NAN;
+        uint64_t k = rs_quantile_rank(m->levels[j], n);
+        /* a quantile of 0 takes every trial: the tail is the whole sum */
+        var[j] = 0.0;
+        tail[j] = ksum_value(&col->sum);
+        uint64_t count = n;
+        for (size_t i = 0; k > zeros && i < nwant; i++) {
+            if (want[i].pos == (size_t)(k - zeros - 1)) {
+                var[j] = want[i].value;
+                tail[j] = want[i].tail_sum;
+                count = want[i].tail_count;
+            }
         }
+        tvar[j] = count > 0 ? tail[j] / (double)count : 0.0;
     }
 }
 
 /* Computes every statistic of node index ni. Returns RS_OK or RS_ENOMEM. */
-static rs_err compute_node(const node_work *w, size_t ni)
+static rs_err compute_node(node_work *w, size_t ni)
 {
     const rs_model *m = w->model;
     const rs_node *node = &m->nodes[ni];
     rs_node_stats *st = &w->result->nodes[ni];
     uint64_t n = m->trials;
-    size_t nl = m->nlevels;
-    uint64_t cap = node_capacity(w, node);
-    collect c = {.buf = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(double))};
-    if (!node->is_leaf)
-        c.nz = calloc((size_t)(n / 64 + 1), sizeof(uint64_t));
-    uint8_t *bins = malloc((size_t)(cap > 0 ? cap : 1));
-    size_t nchild_bands =
-        (size_t)(node->nchildren > 0 ? node->nchildren : 1) * (RS_MAX_QUANTILES + 1);
-    ksum *child_bands = calloc(nchild_bands, sizeof(ksum));
-    uint8_t *band = malloc(w->store->chunk);
-    tail_sums *ts = calloc(1, sizeof(tail_sums));
-    rs_err err = RS_ENOMEM;
-    if (c.buf == NULL || bins == NULL || child_bands == NULL || band == NULL || ts == NULL ||
-        (!node->is_leaf && c.nz == NULL))
-        goto out;
-
-    pass_collect(w, node, &c);
-    double mean = ksum_value(&c.sum) / (double)n;
-    st->mean = mean;
-    st->max = c.hi;
-    st->probability_of_loss = (double)c.nnz / (double)n;
-    double *ticks = (double *)st->lec_loss;
-    lec_ticks(c.lo, c.hi, ticks);
-    uint64_t counts[RS_LEC_POINTS];
-    bin_losses(c.buf, c.nnz, ticks, bins, counts);
-    lec_from_counts(counts, c.nnz, n, (double *)st->lec_exceedance);
-    double *var = (double *)st->quantiles;
-    int reordered = 0;
-    err = compute_quantiles(c.buf, bins, counts, c.nnz, n, m->levels, nl, var, &reordered);
+    rs_err err = scratch_reserve(&w->scratch, (size_t)node_capacity(w, node), n, w->store->chunk);
     if (err != RS_OK)
-        goto out;
+        return err;
+    collect col = {.buf = w->scratch.buf, .nz = w->scratch.nz};
+    if (!node->is_leaf)
+        memset(col.nz, 0, w->scratch.nz_words * sizeof(uint64_t));
+    pass_collect(w, node, &col);
+    double mean = ksum_value(&col.sum) / (double)n;
+    st->mean = mean;
+    st->max = col.hi;
+    st->probability_of_loss = (double)col.nnz / (double)n;
 
-    bands bd;
-    bands_init(&bd, var, nl);
-    if (node->is_leaf)
-        leaf_tails(w, node, mean, &bd, ts);
-    else
-        portfolio_tails(w, node, mean, &bd, &c, reordered, ts, child_bands, band);
-    double spread = ksum_value(&ts->spread) + (double)(n - c.nnz) * mean * mean;
+    double *ticks = (double *)st->lec_loss;
+    lec_ticks(col.lo, col.hi, ticks);
+    loss_bins lb;
+    bin_losses(col.buf, col.nnz, ticks, mean, col.hi, &lb, w->scratch.fb);
+    lec_from_counts(lb.count, col.nnz, n, (double *)st->lec_exceedance);
+    double spread = ksum_value(&lb.spread) + (double)(n - col.nnz) * mean * mean;
     st->stddev = n > 1 ? sqrt(spread / (double)(n - 1)) : 0.0;
     st->standard_error = st->stddev / sqrt((double)n);
-    write_tails(w, node, &bd, &c.sum, ts, child_bands);
-    err = RS_OK;
-out:
-    free(c.buf);
-    free(c.nz);
-    free(bins);
-    free(child_bands);
-    free(band);
-    free(ts);
-    return err;
+
+    double tail[RS_MAX_QUANTILES];
+    int reordered = 0;
+    write_quantiles(w, st, &col, tail, &reordered);
+    if (node->is_leaf)
+        return RS_OK;
+    return write_shares(w, node, &col, reordered, tail);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -662,9 +777,14 @@ typedef struct stats_state {
     const rs_model *model;
     const rs_store *store;
     rs_result *result;
-    const atomic_int *cancel;
+    const rs_stats_options *opt;
     atomic_size_t next_node;
     atomic_int err; /* first error (rs_err) */
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    size_t nodes_done; /* under mutex */
+    unsigned running;  /* under mutex */
+    int threaded;
 } stats_state;
 
 static void free_stack(double **stack, size_t levels)
@@ -691,59 +811,133 @@ static double **alloc_stack(size_t levels, uint32_t chunk)
     return stack;
 }
 
+static void record_error(stats_state *st, rs_err err)
+{
+    int expected = RS_OK;
+    atomic_compare_exchange_strong(&st->err, &expected, (int)err);
+}
+
+static int stats_cancelled(const stats_state *st)
+{
+    return st->opt->cancel != NULL && atomic_load(st->opt->cancel) != 0;
+}
+
+/* Tells the coordinator (threaded runs) or the progress callback (inline runs) that one more
+ * node is done. */
+static void node_done(stats_state *st)
+{
+    if (!st->threaded) {
+        st->nodes_done++;
+        if (st->opt->progress != NULL &&
+            st->opt->progress(st->opt->progress_ctx, st->nodes_done, st->model->nnodes))
+            record_error(st, RS_ECANCELLED);
+        return;
+    }
+    pthread_mutex_lock(&st->mutex);
+    st->nodes_done++;
+    pthread_cond_signal(&st->changed);
+    pthread_mutex_unlock(&st->mutex);
+}
+
 static void *stats_worker(void *arg)
 {
     stats_state *st = arg;
     size_t levels = (size_t)st->model->height + 1;
-    node_work w = {st->model, st->store, st->result, alloc_stack(levels, st->store->chunk)};
-    if (w.stack == NULL) {
-        int expected = RS_OK;
-        atomic_compare_exchange_strong(&st->err, &expected, RS_ENOMEM);
-        return NULL;
-    }
-    while (atomic_load(&st->err) == RS_OK) {
-        if (st->cancel != NULL && atomic_load(st->cancel) != 0) {
-            int expected = RS_OK;
-            atomic_compare_exchange_strong(&st->err, &expected, RS_ECANCELLED);
+    node_work w = {st->model, st->store, st->result, alloc_stack(levels, st->store->chunk), {0}};
+    if (w.stack == NULL)
+        record_error(st, RS_ENOMEM);
+    while (w.stack != NULL && atomic_load(&st->err) == RS_OK) {
+        if (stats_cancelled(st)) {
+            record_error(st, RS_ECANCELLED);
             break;
         }
         size_t ni = atomic_fetch_add(&st->next_node, 1);
         if (ni >= st->model->nnodes)
             break;
         rs_err err = compute_node(&w, ni);
-        if (err != RS_OK) {
-            int expected = RS_OK;
-            atomic_compare_exchange_strong(&st->err, &expected, (int)err);
-        }
+        if (err != RS_OK)
+            record_error(st, err);
+        else
+            node_done(st);
     }
+    scratch_free(&w.scratch);
     free_stack(w.stack, levels);
+    if (st->threaded) {
+        pthread_mutex_lock(&st->mutex);
+        st->running--;
+        pthread_cond_signal(&st->changed);
+        pthread_mutex_unlock(&st->mutex);
+    }
     return NULL;
 }
 
-rs_err rs_stats_compute(const rs_model *model, const rs_store *store, unsigned threads,
-                        const atomic_int *cancel, rs_result *result)
+/* Waits for the workers, reporting each finished node to the progress callback. */
+static void stats_coordinate(stats_state *st)
 {
-    stats_state st = {.model = model, .store = store, .result = result, .cancel = cancel};
+    size_t reported = 0;
+    pthread_mutex_lock(&st->mutex);
+    while (st->running > 0) {
+        pthread_cond_wait(&st->changed, &st->mutex);
+        size_t done = st->nodes_done;
+        if (done == reported || atomic_load(&st->err) != RS_OK || st->opt->progress == NULL)
+            continue;
+        reported = done;
+        pthread_mutex_unlock(&st->mutex);
+        int stop = st->opt->progress(st->opt->progress_ctx, done, st->model->nnodes);
+        pthread_mutex_lock(&st->mutex);
+        if (stop)
+            record_error(st, RS_ECANCELLED);
+    }
+    pthread_mutex_unlock(&st->mutex);
+}
+
+/* Runs stats_worker on `threads` threads while the calling thread reports progress. */
+static void stats_threaded(stats_state *st, unsigned threads)
+{
+    pthread_t *tids = malloc(threads * sizeof(pthread_t));
+    if (tids == NULL) {
+        record_error(st, RS_ENOMEM);
+        return;
+    }
+    unsigned started = 0;
+    pthread_mutex_lock(&st->mutex);
+    for (; started < threads; started++) {
+        if (pthread_create(&tids[started], NULL, stats_worker, st) != 0)
+            break;
+        st->running++;
+    }
+    pthread_mutex_unlock(&st->mutex);
+    if (started == 0)
+        record_error(st, RS_ETHREAD);
+    stats_coordinate(st);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    free(tids);
+}
+
+rs_err rs_stats_compute(const rs_model *model, const rs_store *store, const rs_stats_options *opt,
+                        rs_result *result)
+{
+    stats_state st = {.model = model, .store = store, .result = result, .opt = opt};
     atomic_init(&st.next_node, 0);
     atomic_init(&st.err, RS_OK);
+    unsigned threads = opt->threads;
     if (threads > model->nnodes)
         threads = (unsigned)model->nnodes;
     if (threads <= 1) {
         stats_worker(&st);
         return (rs_err)atomic_load(&st.err);
     }
-    pthread_t *tids = malloc(threads * sizeof(pthread_t));
-    if (tids == NULL)
-        return RS_ENOMEM;
-    unsigned started = 0;
-    for (; started < threads; started++)
-        if (pthread_create(&tids[started], NULL, stats_worker, &st) != 0)
-            break;
-    if (started == 0)
-        stats_worker(&st); /* no thread could start: do the work here */
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(tids[i], NULL);
-    free(tids);
+    st.threaded = 1;
+    if (pthread_mutex_init(&st.mutex, NULL) != 0)
+        return RS_ETHREAD;
+    if (pthread_cond_init(&st.changed, NULL) != 0) {
+        pthread_mutex_destroy(&st.mutex);
+        return RS_ETHREAD;
+    }
+    stats_threaded(&st, threads);
+    pthread_cond_destroy(&st.changed);
+    pthread_mutex_destroy(&st.mutex);
     return (rs_err)atomic_load(&st.err);
 }
 
@@ -768,6 +962,7 @@ rs_result *rs_result_alloc(const rs_model *model)
     r->seed = model->seed;
     r->nlevels = nl;
     memcpy(r->levels, model->levels, nl * sizeof(double));
+    memcpy(r->level_labels, model->level_labels, sizeof(r->level_labels));
     r->nnodes = model->nnodes;
     for (size_t i = 0; i < model->nnodes; i++) {
         const rs_node *node = &model->nodes[i];
@@ -815,6 +1010,11 @@ size_t rs_result_level_count(const rs_result *result)
 const double *rs_result_levels(const rs_result *result)
 {
     return result == NULL ? NULL : result->levels;
+}
+
+const char *rs_result_level_label(const rs_result *result, size_t i)
+{
+    return result == NULL || i >= result->nlevels ? NULL : result->level_labels[i];
 }
 
 double rs_result_duration_ms(const rs_result *result)

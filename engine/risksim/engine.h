@@ -122,15 +122,23 @@ uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads);
  * Simulation
  * ------------------------------------------------------------------------------------------- */
 
+/* The phases of a run, as rs_progress.phase. */
+#define RS_PHASE_SAMPLING "sampling"
+#define RS_PHASE_AGGREGATING "aggregating"
+
 /* What a progress callback is told. */
 typedef struct rs_progress {
     uint64_t trials_done;  /* trials sampled so far (0..trials_total) */
     uint64_t trials_total; /* the model's trials */
-    const char *phase;     /* "sampling", then "aggregating" once all trials are sampled */
+    const char *phase;     /* RS_PHASE_SAMPLING, then RS_PHASE_AGGREGATING */
+    size_t nodes_done;     /* aggregating: nodes whose statistics are done (0..nodes_total) */
+    size_t nodes_total;    /* the model's nodes */
 } rs_progress;
 
-/* Called between chunks, always on the thread that called rs_simulate, never concurrently.
- * Return 0 to go on, non-zero to cancel the run (rs_simulate then returns RS_ECANCELLED). */
+/* Called once at the start (0 trials), after each chunk while sampling, and once when
+ * aggregation starts and after each node while aggregating; always on the thread that called
+ * rs_simulate, never concurrently. Return 0 to go on, non-zero to cancel the run (rs_simulate
+ * then returns RS_ECANCELLED). */
 typedef int (*rs_progress_fn)(void *ctx, const rs_progress *progress);
 
 /* Largest chunk a run accepts. */
@@ -188,6 +196,9 @@ const rs_node_stats *rs_result_node(const rs_result *result, size_t i);
 /* Number of quantile levels and their values (in (0,1), request order). */
 size_t rs_result_level_count(const rs_result *result);
 const double *rs_result_levels(const rs_result *result);
+/* The label of level i as the result JSON uses it ("p50", "p99.5"), or NULL when i is out of
+ * range. The string belongs to the result. */
+const char *rs_result_level_label(const rs_result *result, size_t i);
 /* Wall-clock milliseconds the run took. */
 double rs_result_duration_ms(const rs_result *result);
 

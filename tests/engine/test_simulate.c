@@ -227,11 +227,9 @@ static void test_statistics_match_definitions(void **state)
     rs_model_free(model);
 }
 
-static void test_tail_contributions(void **state)
+/* Every tail share of every portfolio's children against a direct computation. */
+static void check_tail_contributions(const rs_model *model, const rs_result *r)
 {
-    (void)state;
-    rs_model *model = parse_or_fail(MIXED_TREE);
-    rs_result *r = run(model, 1, 0);
     uint64_t n = model->trials;
     double *p = malloc(n * sizeof(double)), *c = malloc(n * sizeof(double));
     assert_non_null(p);
@@ -264,6 +262,37 @@ static void test_tail_contributions(void **state)
     assert_null(rs_result_node(r, 0)->tail_contribution);
     free(p);
     free(c);
+}
+
+static void test_tail_contributions(void **state)
+{
+    (void)state;
+    rs_model *model = parse_or_fail(MIXED_TREE);
+    rs_result *r = run(model, 1, 0);
+    check_tail_contributions(model, r);
+    rs_result_free(r);
+    rs_model_free(model);
+}
+
+/* Point masses (constant severities, so many equal losses) take the other selection path:
+ * the quantiles' bucket holds most losses, so selection runs in place and the portfolio's
+ * losses are recomputed for the tail shares. The statistics must not change. */
+static void test_point_masses(void **state)
+{
+    (void)state;
+    const char *req =
+        "{\"trials\":5000,\"seed\":9,\"quantiles\":[0.3,0.5,0.6,0.9,0.99],"
+        "\"root\":{\"id\":\"r\",\"type\":\"portfolio\",\"children\":["
+        "{\"id\":\"a\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":0.5},"
+        "\"severity\":{\"type\":\"constant\",\"value\":100}},"
+        "{\"id\":\"b\",\"type\":\"leaf\",\"frequency\":{\"type\":\"poisson\",\"lambda\":0.7},"
+        "\"severity\":{\"type\":\"uniform\",\"min\":0,\"max\":1000},"
+        "\"controls\":[{\"type\":\"limit\",\"amount\":100}]}]}}";
+    rs_model *model = parse_or_fail(req);
+    rs_result *r = run(model, 2, 700);
+    for (uint32_t i = 0; i < model->nnodes; i++)
+        check_node_exact(model, r, i);
+    check_tail_contributions(model, r);
     rs_result_free(r);
     rs_model_free(model);
 }
@@ -349,7 +378,8 @@ typedef struct progress_log {
     int cancel_at; /* return non-zero at this call (1-based); 0 never */
     uint64_t last_done;
     int sampling_calls, aggregating_calls;
-    atomic_int *flag; /* set the flag instead of returning non-zero */
+    int cancel_phase_calls; /* return non-zero at this aggregating call; 0 never */
+    atomic_int *flag;       /* set the flag instead of returning non-zero */
 } progress_log;
 
 static int on_progress(void *ctx, const rs_progress *p)
@@ -365,6 +395,9 @@ static int on_progress(void *ctx, const rs_progress *p)
         log->aggregating_calls++;
     else
         fail_msg("unknown phase %s", p->phase);
+    if (log->cancel_phase_calls != 0 && strcmp(p->phase, RS_PHASE_AGGREGATING) == 0 &&
+        log->aggregating_calls == log->cancel_phase_calls)
+        return 1;
     if (log->cancel_at != 0 && log->calls == log->cancel_at) {
         if (log->flag != NULL)
             atomic_store(log->flag, 1);
@@ -383,8 +416,10 @@ static void test_progress_reports_every_chunk(void **state)
         .threads = 1, .chunk_trials = 1000, .progress = on_progress, .progress_ctx = &log};
     rs_result *r = NULL;
     assert_int_equal(rs_simulate(model, &opt, &r), RS_OK);
-    assert_int_equal(log.sampling_calls, 20);
-    assert_int_equal(log.aggregating_calls, 1);
+    /* one at the start (0 trials), one after each of the 20 chunks */
+    assert_int_equal(log.sampling_calls, 21);
+    /* one as aggregation starts, one after each of the 8 nodes */
+    assert_int_equal(log.aggregating_calls, 9);
     assert_true(log.last_done == 20000);
     rs_result_free(r);
     /* with threads the caller still hears of progress, ending at all trials */
@@ -392,7 +427,8 @@ static void test_progress_reports_every_chunk(void **state)
     opt.threads = 2;
     opt.progress_ctx = &log2;
     assert_int_equal(rs_simulate(model, &opt, &r), RS_OK);
-    assert_true(log2.sampling_calls >= 1 && log2.sampling_calls <= 20);
+    assert_true(log2.sampling_calls >= 2 && log2.sampling_calls <= 21);
+    assert_true(log2.aggregating_calls >= 2 && log2.aggregating_calls <= 9);
     assert_true(log2.last_done == 20000);
     rs_result_free(r);
     rs_model_free(model);
@@ -411,8 +447,9 @@ static void test_cancel_within_one_chunk(void **state)
     uint64_t sampled = 0;
     rs_result *r = (rs_result *)&sampled; /* must be reset to NULL */
 
-    /* one thread: the callback after the first chunk cancels; nothing more is sampled */
-    progress_log log = {.cancel_at = 1};
+    /* one thread: the callback after the first chunk (its second call) cancels; nothing more
+     * is sampled */
+    progress_log log = {.cancel_at = 2};
     rs_run_options opt = {.threads = 1,
                           .chunk_trials = chunk,
                           .progress = on_progress,
@@ -420,24 +457,24 @@ static void test_cancel_within_one_chunk(void **state)
                           .trials_sampled = &sampled};
     assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
     assert_null(r);
-    assert_int_equal(log.calls, 1);
+    assert_int_equal(log.calls, 2);
     assert_true(sampled == chunk);
 
     /* one thread, through the flag set from the callback: the same */
     atomic_int flag;
     atomic_init(&flag, 0);
-    progress_log log2 = {.cancel_at = 1, .flag = &flag};
+    progress_log log2 = {.cancel_at = 2, .flag = &flag};
     opt.progress_ctx = &log2;
     opt.cancel = &flag;
     assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
-    assert_int_equal(log2.calls, 1);
+    assert_int_equal(log2.calls, 2);
     assert_true(sampled == chunk);
 
     /* two threads: cancelled, no progress after the cancel, and the workers stop long before
      * the 2,000 chunks are done (each finishes at most the chunk it is in) */
     for (int by_flag = 0; by_flag <= 1; by_flag++) {
         atomic_store(&flag, 0);
-        progress_log log3 = {.cancel_at = 1, .flag = by_flag ? &flag : NULL};
+        progress_log log3 = {.cancel_at = 2, .flag = by_flag ? &flag : NULL};
         rs_run_options opt2 = {.threads = 2,
                                .chunk_trials = chunk,
                                .progress = on_progress,
@@ -446,7 +483,7 @@ static void test_cancel_within_one_chunk(void **state)
                                .trials_sampled = &sampled};
         assert_int_equal(rs_simulate(model, &opt2, &r), RS_ECANCELLED);
         assert_null(r);
-        assert_int_equal(log3.calls, 1);
+        assert_int_equal(log3.calls, 2);
         assert_true(sampled < rs_model_trials(model));
         assert_true(sampled % chunk == 0);
     }
@@ -462,6 +499,28 @@ static void test_cancel_within_one_chunk(void **state)
     assert_int_equal(rs_simulate(model, &opt3, &r), RS_ECANCELLED);
     assert_int_equal(log4.calls, 0);
     assert_true(sampled == 0);
+    rs_model_free(model);
+}
+
+static void test_cancel_while_aggregating(void **state)
+{
+    (void)state;
+    rs_model *model = parse_or_fail(MIXED_TREE);
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        /* cancel at the second aggregating report: after the start of aggregation */
+        progress_log log = {.cancel_phase_calls = 2};
+        uint64_t sampled = 0;
+        rs_run_options opt = {.threads = threads,
+                              .chunk_trials = 1000,
+                              .progress = on_progress,
+                              .progress_ctx = &log,
+                              .trials_sampled = &sampled};
+        rs_result *r = NULL;
+        assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
+        assert_null(r);
+        assert_true(sampled == 20000);
+        assert_true(log.aggregating_calls == 2);
+    }
     rs_model_free(model);
 }
 
@@ -541,11 +600,13 @@ int main(void)
         cmocka_unit_test(test_determinism_threads_and_chunks),
         cmocka_unit_test(test_statistics_match_definitions),
         cmocka_unit_test(test_tail_contributions),
+        cmocka_unit_test(test_point_masses),
         cmocka_unit_test(test_portfolio_mean_is_sum_of_children),
         cmocka_unit_test(test_single_leaf_quantiles_match_mixture),
         cmocka_unit_test(test_poisson_mean),
         cmocka_unit_test(test_progress_reports_every_chunk),
         cmocka_unit_test(test_cancel_within_one_chunk),
+        cmocka_unit_test(test_cancel_while_aggregating),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_result_json_shape),
     };
