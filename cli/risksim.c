@@ -3,9 +3,9 @@
  *
  * Why this file exists: the engine is a library and the service needs a web server, a database
  * and a bridge; this file makes a simulation one shell command. `risksim simulate` reads a
- * request (API.md section 1) from a file or stdin, runs it on this machine through
- * risksim/engine.h and prints the result (API.md section 2) as JSON or as a readable table, with
- * a progress bar on stderr and Ctrl-C cancellation. The request and result formats are the
+ * request (docs/api.md section 1) from a file or stdin, runs it on this machine through
+ * risksim/engine.h and prints the result (docs/api.md section 2) as JSON or as a readable table,
+ * with a progress bar on stderr and Ctrl-C cancellation. The request and result formats are the
  * service's, so a request can be tried here before it is posted, and a result printed here is
  * the service's result for the same request and seed. Subcommands live in one small table
  * (commands[] below) so that `risksim watch` and `risksim db ...` join later without touching
@@ -44,7 +44,7 @@ enum {
 /* Largest request read from a file or stdin; more is refused before parsing. */
 #define CLI_MAX_REQUEST_BYTES ((size_t)64 << 20)
 
-/* Largest seed of API.md section 1: seeds are in [0, 10^8). */
+/* Largest seed of docs/api.md section 1: seeds are in [0, 10^8). */
 #define CLI_MAX_SEED 99999999u
 
 /* Seconds between two redraws of the progress bar. */

@@ -451,7 +451,7 @@ double rs_pert_quantile(const rs_pert *pert, double u)
  * lambda (1,298 entries for 1000) and more for small ones (22 entries for 1.5).
  * ------------------------------------------------------------------------------------------- */
 
-/* Largest lambda of API.md section 1. */
+/* Largest lambda of docs/api.md section 1. */
 static const double poisson_max_lambda = 1000.0;
 /* Tail mass (relative to the mode's weight, hence to the total) left out of the table. */
 static const double poisson_tail = 1e-17;

@@ -15,7 +15,7 @@
 #include "dist.h"
 #include "risksim/engine.h"
 
-/* Defaults and bounds of API.md section 1. */
+/* Defaults and bounds of docs/api.md section 1. */
 #define RS_DEFAULT_TRIALS 10000u
 #define RS_DEFAULT_SEED 0u
 #define RS_MAX_SEED 100000000u    /* seed < 10^8 */

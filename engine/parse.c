@@ -2,9 +2,9 @@
  * Request JSON to model: the tree form, and the rules both forms share.
  *
  * Why this file exists: a request is untrusted input that decides what a risk model computes,
- * so every rule of API.md section 1 is checked here, every broken rule is reported (with a JSON
- * pointer and a stable code, see docs/request.md) instead of only the first, and nothing in the
- * input can make the parser crash, recurse without bound or leak. The first half holds the
+ * so every rule of docs/api.md section 1 is checked here, every broken rule is reported (with a
+ * JSON pointer and a stable code, see docs/request.md) instead of only the first, and nothing in
+ * the input can make the parser crash, recurse without bound or leak. The first half holds the
  * helpers declared in parse.h (pointers, problems, typed field readers, names, sets, the top
  * level, lognormal intervals, metalog fits, the final pass that assigns seedVars); the second
  * half walks the tree form ("root") and is where rs_model_from_json and rs_model_parse live.

@@ -2,7 +2,7 @@
  * The flat compatibility form of a request.
  *
  * Why this file exists: older clients describe a tree as two flat lists, "portfolios" and
- * "leaves", linked by "parentName" (API.md section 1, "Compatibility"). This file checks such a
+ * "leaves", linked by "parentName" (docs/api.md section 1, the flat form). This file checks such a
  * document (duplicate names, unknown parents, several or no roots, cycles, empty portfolios,
  * depth), reporting every problem with a pointer into the flat document, and converts it into
  * the same model as the tree form: node ids derived from the names, children ordered

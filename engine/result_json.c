@@ -1,5 +1,5 @@
 /*
- * The result as JSON (API.md section 2), with its Vega-Lite chart.
+ * The result as JSON (docs/api.md section 2), with its Vega-Lite chart.
  *
  * Why this file exists: the responder stores and serves this JSON, the bridge streams it in the
  * `complete` event and the CLI prints it, so it is built in one place. Numbers are written in

@@ -1,7 +1,7 @@
 /*
  * The statistics phase of a simulation run: from sampled leaf losses to every node's result.
  *
- * Why this file exists: the result of API.md section 2 needs, per node, the distribution of
+ * Why this file exists: the result of docs/api.md section 2 needs, per node, the distribution of
  * its per-trial loss. Leaves are stored sparse (simulate.c); a portfolio's loss in a trial is
  * the sum of its children's, recomputed chunk by chunk in a fixed order (first child first) so
  * it is the same number whatever the chunking. For each node:

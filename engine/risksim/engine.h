@@ -5,7 +5,7 @@
  * WebSocket bridge, the command-line tool) runs simulations through this one header. It turns a
  * JSON request into an immutable model (collecting every validation problem with its JSON
  * pointer), runs the Monte Carlo simulation on N threads with progress and cancel hooks, and
- * turns the result into the JSON of API.md section 2. The engine does no I/O, keeps no global
+ * turns the result into the JSON of docs/api.md section 2. The engine does no I/O, keeps no global
  * state and never prints: errors come back as an rs_err plus details in an rs_diag.
  */
 #ifndef RISKSIM_ENGINE_H
@@ -76,7 +76,7 @@ typedef struct rs_limits {
     uint32_t max_nodes;  /* most nodes in a tree (default and maximum 10,000) */
 } rs_limits;
 
-/* Fills *limits with the defaults of API.md section 1. */
+/* Fills *limits with the defaults of docs/api.md section 1. */
 void rs_limits_default(rs_limits *limits);
 
 /* JSON nesting a request may have before rs_json_parse refuses it as RS_EJSON. */
@@ -91,7 +91,7 @@ rs_err rs_json_parse(const char *text, size_t len, struct json_object **out, rs_
 
 typedef struct rs_model rs_model;
 
-/* Builds a model from a parsed request (the tree form of API.md section 1 or the flat
+/* Builds a model from a parsed request (the tree form of docs/api.md section 1 or the flat
  * compatibility form). limits may be NULL for the defaults. Every broken rule is appended to
  * diag (may be NULL) with its JSON pointer. Returns RS_OK and a new model in *out, or
  * RS_EVALIDATION (with *out NULL), or RS_ENOMEM. The request object is not kept. */
@@ -202,14 +202,14 @@ const char *rs_result_level_label(const rs_result *result, size_t i);
 /* Wall-clock milliseconds the run took. */
 double rs_result_duration_ms(const rs_result *result);
 
-/* Optional fields a caller puts in front of the result JSON (API.md section 2). */
+/* Optional fields a caller puts in front of the result JSON (docs/api.md section 2). */
 typedef struct rs_result_meta {
     const char *id;     /* job id, or NULL to omit */
     const char *status; /* e.g. "completed", or NULL to omit */
 } rs_result_meta;
 
-/* Builds the result object of API.md section 2 (nodes, LEC points, Vega-Lite spec). meta may be
- * NULL. model must be the one the result was made from. Returns RS_OK with a new json-c object
+/* Builds the result object of docs/api.md section 2 (nodes, LEC points, Vega-Lite spec). meta may
+ * be NULL. model must be the one the result was made from. Returns RS_OK with a new json-c object
  * in *out (release with json_object_put), or RS_ENOMEM. */
 rs_err rs_result_to_json(const rs_result *result, const rs_model *model, const rs_result_meta *meta,
                          struct json_object **out);

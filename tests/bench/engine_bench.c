@@ -1,7 +1,7 @@
 /*
  * engine_bench: speed, memory and overhead of the engine on the std20 tree.
  *
- * Why this file exists: DESIGN.md section 8 wants figures, recorded in docs/benchmarks.md, not
+ * Why this file exists: the project wants figures, recorded in docs/benchmarks.md, not
  * timed assertions. This program runs the std20 request (tests/bench/std20.json: 20 leaves
  * under 4 portfolios under a root) at 10^4 .. 10^7 trials on 1 and 2 threads and prints, per
  * configuration: the best wall time of R repeats, trials per second, the peak resident memory,

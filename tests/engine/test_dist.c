@@ -337,7 +337,7 @@ static void check_metalog_range(const rs_metalog *m, double lo, double hi, int s
 static void test_metalog_lower_bound(void **state)
 {
     (void)state;
-    /* The request example of API.md section 1. */
+    /* The request example of docs/api.md section 1. */
     const double p[] = {0.1, 0.5, 0.9}, x[] = {20000.0, 90000.0, 600000.0};
     rs_metalog m;
     assert_int_equal(rs_metalog_fit(p, x, 3, 3, RS_METALOG_LOWER, 0.0, 0, &m), RS_METALOG_FIT_OK);

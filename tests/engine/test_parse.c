@@ -1,7 +1,7 @@
 /*
  * Tests of request parsing and validation (engine/json.c, parse.c, parse_flat.c, model.c).
  *
- * Why this file exists: the request rules of API.md section 1 and docs/request.md are the
+ * Why this file exists: the request rules of docs/api.md section 1 and docs/request.md are the
  * contract between clients and the engine. A table of broken requests pins the status, code and
  * JSON pointer of each rule (both forms), a few requests prove that every problem is collected,
  * generated requests probe the limits (nesting, depth, node count), and valid requests pin the

@@ -2,7 +2,7 @@
  * Tests of the simulation and its statistics.
  *
  * Why this file exists: the engine's promises are exactness (every statistic follows the
- * definitions of API.md section 2), determinism (bit-identical results for any thread count
+ * definitions of docs/api.md section 2), determinism (bit-identical results for any thread count
  * and chunk size) and control (progress between chunks, cancel within one chunk). These tests
  * check each against an independent computation: trial losses are recomputed one by one with
  * rs_leaf_trial_loss, sorted, and the statistics derived from their definitions. Statistical
