@@ -637,6 +637,26 @@ static void print_node_cell(const rs_node_stats *s, int width)
     printf("%*s%s%*s", indent, "", s->id, pad > 0 ? pad : 0, "");
 }
 
+/* Prints the level labels as the rest of a header row, then ends the row. */
+static void print_level_labels(const rs_result *result)
+{
+    for (size_t l = 0; l < rs_result_level_count(result); l++) {
+        printf("  %*s", SUMMARY_COL, rs_result_level_label(result, l));
+    }
+    putchar('\n');
+}
+
+/* Prints one value per level, human-formatted, as the rest of a row, then ends the row. */
+static void print_level_values(const double *values, size_t nlevels)
+{
+    char cell[32];
+    for (size_t l = 0; l < nlevels; l++) {
+        format_human(values[l], cell, sizeof cell);
+        printf("  %*s", SUMMARY_COL, cell);
+    }
+    putchar('\n');
+}
+
 /* Prints the readable summary on stdout: a header, one row per node (mean, P(loss), every
  * quantile level), then the TVaR rows. Returns CLI_EXIT_OK, or CLI_EXIT_FAILURE when stdout
  * fails. */
@@ -664,10 +684,7 @@ static int print_summary(const rs_result *result, const rs_model *model, unsigne
 
     /* Losses by node. */
     printf("%-*s  %*s  %*s", width, "node", SUMMARY_COL, "mean", SUMMARY_COL, "P(loss)");
-    for (size_t l = 0; l < nlevels; l++) {
-        printf("  %*s", SUMMARY_COL, rs_result_level_label(result, l));
-    }
-    putchar('\n');
+    print_level_labels(result);
     for (size_t i = 0; i < nnodes; i++) {
         const rs_node_stats *s = rs_result_node(result, i);
         print_node_cell(s, width);
@@ -675,28 +692,17 @@ static int print_summary(const rs_result *result, const rs_model *model, unsigne
         printf("  %*s", SUMMARY_COL, cell);
         format_percent(s->probability_of_loss, cell, sizeof cell);
         printf("  %*s", SUMMARY_COL, cell);
-        for (size_t l = 0; l < nlevels; l++) {
-            format_human(s->quantiles[l], cell, sizeof cell);
-            printf("  %*s", SUMMARY_COL, cell);
-        }
-        putchar('\n');
+        print_level_values(s->quantiles, nlevels);
     }
 
     /* Tail value at risk: the mean loss at or above each quantile. */
     printf("\n%-*s  %*s  %*s", width, "TVaR", SUMMARY_COL, "", SUMMARY_COL, "");
-    for (size_t l = 0; l < nlevels; l++) {
-        printf("  %*s", SUMMARY_COL, rs_result_level_label(result, l));
-    }
-    putchar('\n');
+    print_level_labels(result);
     for (size_t i = 0; i < nnodes; i++) {
         const rs_node_stats *s = rs_result_node(result, i);
         print_node_cell(s, width);
         printf("  %*s  %*s", SUMMARY_COL, "", SUMMARY_COL, "");
-        for (size_t l = 0; l < nlevels; l++) {
-            format_human(s->tvar[l], cell, sizeof cell);
-            printf("  %*s", SUMMARY_COL, cell);
-        }
-        putchar('\n');
+        print_level_values(s->tvar, nlevels);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "risksim: stdout: %s\n", strerror(errno));

@@ -64,20 +64,45 @@ static const rs_segment *leaf_segment(const rs_store *store, const rs_node *leaf
     return &store->segs[(size_t)leaf->leaf_index * store->nchunks + chunk];
 }
 
+/* Walks a leaf's losses of one chunk in trial order, with each one's offset in the chunk. */
+typedef struct seg_walk {
+    const rs_segment *seg;
+    uint32_t word, nwords, k;
+    uint64_t bits;
+} seg_walk;
+
+static inline seg_walk seg_walk_start(const rs_segment *seg, uint32_t len)
+{
+    seg_walk it = {seg, 0, 0, 0, 0};
+    if (seg->nnz > 0) {
+        it.nwords = (len + 63) / 64;
+        it.bits = seg->bits[0];
+    }
+    return it;
+}
+
+/* Sets the next loss and its offset; returns 0 when there is none left. */
+static inline int seg_walk_next(seg_walk *it, uint32_t *offset, double *loss)
+{
+    while (it->bits == 0) {
+        if (++it->word >= it->nwords)
+            return 0;
+        it->bits = it->seg->bits[it->word];
+    }
+    *offset = it->word * 64u + (uint32_t)__builtin_ctzll(it->bits);
+    *loss = it->seg->losses[it->k++];
+    it->bits &= it->bits - 1;
+    return 1;
+}
+
 /* Adds a leaf's losses of one chunk into out (trials without a loss add nothing). */
 static void add_segment(double *out, const rs_segment *seg, uint32_t len)
 {
-    if (seg->nnz == 0)
-        return;
-    uint32_t k = 0;
-    for (uint32_t w = 0; w * 64u < len; w++) {
-        uint64_t bits = seg->bits[w];
-        while (bits != 0) {
-            unsigned b = (unsigned)__builtin_ctzll(bits);
-            out[w * 64u + b] += seg->losses[k++];
-            bits &= bits - 1;
-        }
-    }
+    seg_walk it = seg_walk_start(seg, len);
+    uint32_t t;
+    double x;
+    while (seg_walk_next(&it, &t, &x))
+        out[t] += x;
 }
 
 /* Writes the per-trial losses of node over chunk c into stack[level] (len values); deeper
@@ -601,17 +626,11 @@ static void add_child_bands(const uint8_t *band, const double *child, uint32_t l
 /* add_child_bands for a leaf child, straight from its segment (same additions, same order). */
 static void add_leaf_bands(const uint8_t *band, const rs_segment *seg, uint32_t len, ksum *band_sum)
 {
-    if (seg->nnz == 0)
-        return;
-    uint32_t k = 0;
-    for (uint32_t w = 0; w * 64u < len; w++) {
-        uint64_t bits = seg->bits[w];
-        while (bits != 0) {
-            unsigned b = (unsigned)__builtin_ctzll(bits);
-            ksum_add(&band_sum[band[w * 64u + b]], seg->losses[k++]);
-            bits &= bits - 1;
-        }
-    }
+    seg_walk it = seg_walk_start(seg, len);
+    uint32_t t;
+    double x;
+    while (seg_walk_next(&it, &t, &x))
+        ksum_add(&band_sum[band[t]], x);
 }
 
 /* Writes the bands of one chunk of the portfolio's trials: from the losses pass 1 kept (still
