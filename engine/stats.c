@@ -196,47 +196,12 @@ static void lec_ticks(double min_loss, double max_loss, double *ticks)
     ticks[n] = hi;
 }
 
-/* A fast, monotone approximation of log2(x) for x > 0 (absolute error below 0.01): the
- * exponent bits plus a quadratic fit of log2(1 + m) on the mantissa. */
-static inline double approx_log2(double x)
-{
-    uint64_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    double e = (double)((int64_t)(bits >> 52) - 1023);
-    double m = (double)(bits & 0xFFFFFFFFFFFFFull) / 4503599627370496.0;
-    return e + m + 0.3466 * m * (1.0 - m);
-}
-
-/* How a loss maps to its bin. */
-typedef struct lec_scale {
-    const double *ticks;
-    double log2_lo, inv_step;
-} lec_scale;
-
-static lec_scale make_scale(const double *ticks)
-{
-    lec_scale sc = {ticks, approx_log2(ticks[1]), 0.0};
-    sc.inv_step = (RS_LEC_POINTS - 2) / (approx_log2(ticks[RS_LEC_POINTS - 1]) - sc.log2_lo);
-    return sc;
-}
-
-/* Bin of x: the number of ticks[1..] that are <= x. The logarithm only guesses; comparisons
- * with the ticks decide, so the bin is exact whatever the error of the guess. */
-static inline uint8_t tick_bin(const lec_scale *sc, double x)
-{
-    double guess = (approx_log2(x) - sc->log2_lo) * sc->inv_step + 1.0;
-    size_t i = guess <= 0.0 ? 0 : (guess >= RS_LEC_POINTS - 1 ? RS_LEC_POINTS - 1 : (size_t)guess);
-    while (i > 0 && sc->ticks[i] > x)
-        i--;
-    while (i + 1 < RS_LEC_POINTS && sc->ticks[i + 1] <= x)
-        i++;
-    return (uint8_t)i;
-}
-
 /* Selection buckets. The top bits of a positive double (its exponent and the first 8 bits of
- * its mantissa) order it, so they cut the losses into buckets 1/256 of an octave wide. The
- * buckets span FINE_OCTAVES octaves below the largest loss; smaller losses share bucket 0. A
- * quantile is found by counting, then selecting inside its one small bucket. */
+ * its mantissa) order it, so they cut the losses into buckets 1/256 of an octave wide, found
+ * with a shift. The buckets span FINE_OCTAVES octaves below the largest loss; smaller losses
+ * share bucket 0. A quantile is found by counting, then selecting inside its one small bucket;
+ * a loss's LEC bin is its bucket's bin plus one comparison, since LEC ticks lie at least 8
+ * buckets apart (99 ticks over at least a decade). */
 #define FINE_SHIFT 44
 #define FINE_OCTAVES 24
 #define FINE_BUCKETS (FINE_OCTAVES * 256 + 1)
@@ -244,8 +209,10 @@ static inline uint8_t tick_bin(const lec_scale *sc, double x)
 typedef struct fine_buckets {
     uint64_t top; /* key of the largest loss */
     uint64_t count[FINE_BUCKETS];
-    ksum sum[FINE_BUCKETS];
-    uint8_t slot[FINE_BUCKETS]; /* selection: 1 + index of a wanted bucket, 0 otherwise */
+    double sum[FINE_BUCKETS];      /* summed in trial order */
+    uint8_t lec_bin[FINE_BUCKETS]; /* LEC bin of the bucket's smallest value */
+    double lec_next[FINE_BUCKETS]; /* the next tick: a loss at or above it is one bin up */
+    uint8_t slot[FINE_BUCKETS];    /* selection: 1 + index of a wanted bucket, 0 otherwise */
 } fine_buckets;
 
 static inline uint64_t fine_key(double x)
@@ -261,10 +228,30 @@ static inline size_t fine_bucket(const fine_buckets *fb, double x)
     return below >= FINE_BUCKETS - 1 ? 0 : (size_t)(FINE_BUCKETS - 1 - below);
 }
 
+/* Sets the buckets' window below max and maps each bucket to its LEC bin. */
+static void fine_init(fine_buckets *fb, double max, const double *ticks)
+{
+    fb->top = fine_key(max);
+    memset(fb->count, 0, sizeof(fb->count));
+    memset(fb->sum, 0, sizeof(fb->sum));
+    size_t bin = 0; /* ticks[1..bin] <= the bucket's smallest value */
+    for (size_t k = 0; k < FINE_BUCKETS; k++) {
+        double low = 0.0;
+        if (k > 0 && fb->top >= FINE_BUCKETS - 1 - k) {
+            uint64_t bits = (fb->top - (FINE_BUCKETS - 1 - k)) << FINE_SHIFT;
+            memcpy(&low, &bits, sizeof low);
+        }
+        while (bin + 1 < RS_LEC_POINTS && ticks[bin + 1] <= low)
+            bin++;
+        fb->lec_bin[k] = (uint8_t)bin;
+        fb->lec_next[k] = bin + 1 < RS_LEC_POINTS ? ticks[bin + 1] : INFINITY;
+    }
+}
+
 /* The nonzero losses of a node, counted per LEC bin, with their spread around the mean. */
 typedef struct loss_bins {
     uint64_t count[RS_LEC_POINTS];
-    ksum spread; /* sum of (x - mean)^2 */
+    double spread; /* sum of (x - mean)^2, in trial order */
 } loss_bins;
 
 /* One pass over buf[0..nnz) in trial order (so every sum has one fixed order): LEC bin counts
@@ -272,19 +259,18 @@ typedef struct loss_bins {
 static void bin_losses(const double *buf, uint64_t nnz, const double *ticks, double mean,
                        double max, loss_bins *lb, fine_buckets *fb)
 {
-    lec_scale sc = make_scale(ticks);
     memset(lb, 0, sizeof(*lb));
-    memset(fb->count, 0, sizeof(fb->count));
-    memset(fb->sum, 0, sizeof(fb->sum));
-    fb->top = fine_key(max);
+    fine_init(fb, max, ticks);
+    double spread = 0.0;
     for (uint64_t i = 0; i < nnz; i++) {
         double x = buf[i];
-        lb->count[tick_bin(&sc, x)]++;
-        ksum_add(&lb->spread, (x - mean) * (x - mean));
         size_t k = fine_bucket(fb, x);
         fb->count[k]++;
-        ksum_add(&fb->sum[k], x);
+        fb->sum[k] += x;
+        lb->count[fb->lec_bin[k] + (x >= fb->lec_next[k])]++;
+        spread += (x - mean) * (x - mean);
     }
+    lb->spread = spread;
 }
 
 /* exceedance[i] = share of the n trials with loss >= ticks[i] (i >= 1); exceedance[0] is
@@ -404,7 +390,7 @@ static size_t find_buckets(fine_buckets *fb, const order_stat *want, size_t nwan
             wb[next - 1].above_count = above_count;
             next--;
         }
-        ksum_add(&above, ksum_value(&fb->sum[k]));
+        ksum_add(&above, fb->sum[k]);
         above_count += fb->count[k];
     }
     return nwb;
@@ -776,7 +762,7 @@ static rs_err compute_node(node_work *w, size_t ni)
     loss_bins lb;
     bin_losses(col.buf, col.nnz, ticks, mean, col.hi, &lb, w->scratch.fb);
     lec_from_counts(lb.count, col.nnz, n, (double *)st->lec_exceedance);
-    double spread = ksum_value(&lb.spread) + (double)(n - col.nnz) * mean * mean;
+    double spread = lb.spread + (double)(n - col.nnz) * mean * mean;
     st->stddev = n > 1 ? sqrt(spread / (double)(n - 1)) : 0.0;
     st->standard_error = st->stddev / sqrt((double)n);
 
