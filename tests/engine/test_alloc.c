@@ -64,8 +64,25 @@ static const char *const REQUEST =
     "    \"quantiles\":[100,400,2000],\"lower\":0},"
     "   \"controls\":[{\"type\":\"limit\",\"amount\":1500}]}]}]}}";
 
-/* One full pass: parse, simulate, write JSON. Returns the first error. */
-static rs_err full_pass(unsigned threads)
+/* A flat-form request (the conversion allocates its own tables) and a request with many
+ * problems (the diag list grows). */
+static const char *const FLAT_REQUEST =
+    "{\"name\":\"flat\",\"trials\":2000,\"portfolios\":[{\"name\":\"All\"},"
+    "{\"name\":\"IT & Cyber\",\"parentName\":\"All\"}],\"leaves\":["
+    "{\"name\":\"Phishing\",\"parentName\":\"IT & Cyber\",\"probability\":0.4,"
+    "\"distributionShape\":{\"distributionType\":\"expert\",\"percentiles\":[0.1,0.5,0.9],"
+    "\"quantiles\":[1000,5000,40000]}},"
+    "{\"name\":\"Fire\",\"parentName\":\"All\",\"probability\":0.05,"
+    "\"distributionShape\":{\"distributionType\":\"lognormal\",\"minLoss\":1e4,"
+    "\"maxLoss\":1e6}}]}";
+static const char *const BAD_REQUEST =
+    "{\"trials\":0,\"seed\":-1,\"quantiles\":[2],\"root\":{\"id\":\"r\","
+    "\"type\":\"portfolio\",\"children\":[{\"id\":\"a\",\"type\":\"leaf\","
+    "\"frequency\":{\"type\":\"poisson\",\"lamda\":1},\"severity\":{\"type\":\"pert\","
+    "\"min\":5,\"mode\":1,\"max\":2}},{\"id\":\"a\",\"type\":\"leaf\"}]}}";
+
+/* One full pass over request: parse, simulate, write JSON. Returns the first error. */
+static rs_err full_pass_of(const char *request, unsigned threads)
 {
     rs_diag *diag = rs_diag_new();
     rs_model *model = NULL;
@@ -74,7 +91,7 @@ static rs_err full_pass(unsigned threads)
     rs_err err = RS_ENOMEM;
     if (diag == NULL)
         goto out;
-    err = rs_model_parse(REQUEST, strlen(REQUEST), NULL, &model, diag);
+    err = rs_model_parse(request, strlen(request), NULL, &model, diag);
     if (err != RS_OK)
         goto out;
     rs_run_options opt = {.threads = threads, .chunk_trials = 1000};
@@ -90,12 +107,19 @@ out:
     return err;
 }
 
-static void run_injection(unsigned threads)
+static const char *current_request = REQUEST;
+
+static rs_err full_pass(unsigned threads)
+{
+    return full_pass_of(current_request, threads);
+}
+
+static void run_injection(unsigned threads, rs_err clean)
 {
     /* count the allocations of a clean pass */
     fail_at = -1;
     alloc_count = 0;
-    assert_int_equal(full_pass(threads), RS_OK);
+    assert_int_equal(full_pass(threads), clean);
     long total = alloc_count;
     assert_true(total > 10);
     int failures = 0;
@@ -106,7 +130,7 @@ static void run_injection(unsigned threads)
         fail_at = 0;
         /* With threads, the order of allocations varies a little, so the n-th may land in a
          * place that is not reached this time; any failure must be RS_ENOMEM. */
-        if (err != RS_OK) {
+        if (err != clean) {
             if (err != RS_ENOMEM)
                 fail_msg("allocation %ld of %ld: %s instead of out of memory", n, total,
                          rs_strerror(err));
@@ -124,13 +148,29 @@ static void run_injection(unsigned threads)
 static void test_alloc_failures_single_thread(void **state)
 {
     (void)state;
-    run_injection(1);
+    current_request = REQUEST;
+    run_injection(1, RS_OK);
 }
 
 static void test_alloc_failures_two_threads(void **state)
 {
     (void)state;
-    run_injection(2);
+    current_request = REQUEST;
+    run_injection(2, RS_OK);
+}
+
+static void test_alloc_failures_flat_form(void **state)
+{
+    (void)state;
+    current_request = FLAT_REQUEST;
+    run_injection(1, RS_OK);
+}
+
+static void test_alloc_failures_while_reporting_problems(void **state)
+{
+    (void)state;
+    current_request = BAD_REQUEST;
+    run_injection(1, RS_EVALIDATION);
 }
 
 int main(void)
@@ -138,6 +178,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_failures_single_thread),
         cmocka_unit_test(test_alloc_failures_two_threads),
+        cmocka_unit_test(test_alloc_failures_flat_form),
+        cmocka_unit_test(test_alloc_failures_while_reporting_problems),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
