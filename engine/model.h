@@ -26,12 +26,11 @@
 #define RS_MAX_ID_LEN 64
 #define RS_MAX_NAME_CHARS 200
 #define RS_MAX_POISSON_LAMBDA 1000.0
-/* Largest loss one event may have (before controls), and the largest scale factor: with these,
- * every sum the engine forms stays finite. */
+/* Largest amount a severity may be given and largest loss one event may draw (before
+ * controls: larger draws count as this), and the largest scale factor: with these, every sum
+ * the engine forms stays finite. */
 #define RS_MAX_EVENT_LOSS 1e15
 #define RS_MAX_SCALE_FACTOR 1e6
-/* The largest uniform HDR can return: (2^32 - 1 + 0.5) / 2^32. */
-#define RS_MAX_DRAW (1.0 - 0.5 / 4294967296.0)
 
 typedef enum rs_freq_kind { RS_FREQ_BERNOULLI = 0, RS_FREQ_POISSON } rs_freq_kind;
 

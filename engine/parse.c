@@ -911,14 +911,21 @@ static const rs_range non_negative = {0.0, HUGE_VAL, 0, 0};
 static const rs_range open_unit = {0.0, 1.0, 1, 1};
 static const rs_range closed_unit = {0.0, 1.0, 0, 0};
 static const rs_range scale_range = {0.0, RS_MAX_SCALE_FACTOR, 0, 0};
+/* Money amounts a severity is given: at most RS_MAX_EVENT_LOSS (signed where a metalog allows
+ * it); draws beyond it from a distribution's far tail are capped by the sampler. */
+static const rs_range amount = {0.0, RS_MAX_EVENT_LOSS, 0, 0};
+static const rs_range positive_amount = {0.0, RS_MAX_EVENT_LOSS, 1, 0};
+static const rs_range signed_amount = {-RS_MAX_EVENT_LOSS, RS_MAX_EVENT_LOSS, 0, 0};
+/* The lognormal's mu: its median e^mu is at most RS_MAX_EVENT_LOSS. */
+static const rs_range log_amount = {-HUGE_VAL, 34.538776394910684, 0, 0};
 
 int rs_parse_lognormal_interval(rs_pctx *ctx, const struct json_object *obj, const char *lower_key,
                                 const char *upper_key, double ci, rs_severity *sev)
 {
     char nb[32];
     double lower = 0, upper = 0, mu = 0, sigma = 0;
-    int ok = rs_get_number(ctx, obj, lower_key, RS_REQUIRED, &positive, &lower);
-    ok &= rs_get_number(ctx, obj, upper_key, RS_REQUIRED, &positive, &upper);
+    int ok = rs_get_number(ctx, obj, lower_key, RS_REQUIRED, &positive_amount, &lower);
+    ok &= rs_get_number(ctx, obj, upper_key, RS_REQUIRED, &positive_amount, &upper);
     if (!ok)
         return 0;
     if (!(lower < upper)) {
@@ -1026,7 +1033,7 @@ int rs_parse_metalog(rs_pctx *ctx, const struct json_object *obj, const rs_metal
     size_t np = 0, nx = 0, before = ctx->nerrors;
     int64_t terms = 0;
     int p_ok = read_increasing(ctx, obj, "percentiles", &open_unit, p, &np);
-    int x_ok = read_increasing(ctx, obj, "quantiles", NULL, x, &nx);
+    int x_ok = read_increasing(ctx, obj, "quantiles", &signed_amount, x, &nx);
     int paired = p_ok && x_ok && np == nx;
     if (p_ok && x_ok && np != nx)
         rs_report_key(ctx, "quantiles", "conflict",
@@ -1120,7 +1127,7 @@ static void parse_lognormal(rs_pctx *ctx, const struct json_object *obj, rs_seve
     }
     if (direct) {
         sev->kind = RS_SEV_LOGNORMAL;
-        rs_get_number(ctx, obj, "mu", RS_REQUIRED, NULL, &sev->u.lognormal.mu);
+        rs_get_number(ctx, obj, "mu", RS_REQUIRED, &log_amount, &sev->u.lognormal.mu);
         rs_get_number(ctx, obj, "sigma", RS_REQUIRED, &positive, &sev->u.lognormal.sigma);
         return;
     }
@@ -1138,9 +1145,9 @@ static void parse_metalog(rs_pctx *ctx, const struct json_object *obj, const cha
     int has_lower = rs_has(obj, "lower"), has_upper = rs_has(obj, "upper");
     rs_check_fields(ctx, obj, fields, COUNT(fields));
     if (has_lower)
-        rs_get_number(ctx, obj, "lower", RS_OPTIONAL, NULL, &spec.lower);
+        rs_get_number(ctx, obj, "lower", RS_OPTIONAL, &signed_amount, &spec.lower);
     if (has_upper)
-        rs_get_number(ctx, obj, "upper", RS_OPTIONAL, NULL, &spec.upper);
+        rs_get_number(ctx, obj, "upper", RS_OPTIONAL, &signed_amount, &spec.upper);
     spec.bounds = has_lower && has_upper ? RS_METALOG_BOUNDED
                   : has_lower            ? RS_METALOG_LOWER
                   : has_upper            ? RS_METALOG_UPPER
@@ -1157,9 +1164,9 @@ static void parse_pert(rs_pctx *ctx, const struct json_object *obj, rs_severity 
     double min = 0, mode = 0, max = 0, gamma = DEFAULT_PERT_GAMMA;
     size_t before = ctx->nerrors;
     rs_check_fields(ctx, obj, fields, COUNT(fields));
-    int ok = rs_get_number(ctx, obj, "min", RS_REQUIRED, &non_negative, &min);
+    int ok = rs_get_number(ctx, obj, "min", RS_REQUIRED, &amount, &min);
     ok &= rs_get_number(ctx, obj, "mode", RS_REQUIRED, NULL, &mode);
-    ok &= rs_get_number(ctx, obj, "max", RS_REQUIRED, NULL, &max);
+    ok &= rs_get_number(ctx, obj, "max", RS_REQUIRED, &amount, &max);
     rs_get_number(ctx, obj, "gamma", RS_OPTIONAL, &positive, &gamma);
     if (ok && !(min < max))
         rs_report_key(ctx, "max", "conflict", "must be greater than \"min\" (%s)",
@@ -1179,8 +1186,8 @@ static void parse_uniform(rs_pctx *ctx, const struct json_object *obj, rs_severi
     static const char *const fields[] = {"type", "min", "max"};
     double min = 0, max = 0;
     rs_check_fields(ctx, obj, fields, COUNT(fields));
-    int ok = rs_get_number(ctx, obj, "min", RS_REQUIRED, &non_negative, &min);
-    ok &= rs_get_number(ctx, obj, "max", RS_REQUIRED, NULL, &max);
+    int ok = rs_get_number(ctx, obj, "min", RS_REQUIRED, &amount, &min);
+    ok &= rs_get_number(ctx, obj, "max", RS_REQUIRED, &amount, &max);
     if (ok && !(min <= max))
         rs_report_key(ctx, "max", "conflict", "must be at least \"min\" (%s)", num_text(min, nb));
     sev->kind = RS_SEV_UNIFORM;
@@ -1194,7 +1201,7 @@ static void parse_constant(rs_pctx *ctx, const struct json_object *obj, rs_sever
     static const char *const fields[] = {"type", "value"};
     rs_check_fields(ctx, obj, fields, COUNT(fields));
     sev->kind = RS_SEV_CONSTANT;
-    rs_get_number(ctx, obj, "value", RS_REQUIRED, &non_negative, &sev->u.constant);
+    rs_get_number(ctx, obj, "value", RS_REQUIRED, &amount, &sev->u.constant);
 }
 
 /* Reads a severity object (at the current pointer) into *sev. label names the node. */
@@ -1202,7 +1209,6 @@ static void parse_severity(rs_pctx *ctx, const struct json_object *obj, const ch
                            rs_severity *sev)
 {
     static const char *const kinds[] = {"lognormal", "metalog", "pert", "uniform", "constant"};
-    size_t errors_before = ctx->nerrors;
     switch (get_enum(ctx, obj, "type", kinds, COUNT(kinds))) {
     case 0:
         parse_lognormal(ctx, obj, sev);
@@ -1220,20 +1226,8 @@ static void parse_severity(rs_pctx *ctx, const struct json_object *obj, const ch
         parse_constant(ctx, obj, sev);
         break;
     default:
-        return;
+        break;
     }
-    if (ctx->nerrors == errors_before)
-        rs_check_severity_bound(ctx, sev, label);
-}
-
-void rs_check_severity_bound(rs_pctx *ctx, const rs_severity *sev, const char *label)
-{
-    double largest = rs_severity_quantile(sev, RS_MAX_DRAW);
-    if (!(largest <= RS_MAX_EVENT_LOSS))
-        rs_report(ctx, "out_of_range",
-                  "%s: the largest loss this severity can draw is %g, above the limit of %g "
-                  "per event",
-                  label, largest, RS_MAX_EVENT_LOSS);
 }
 
 /* ---- controls ---- */

@@ -72,11 +72,6 @@ typedef struct rs_range {
 /* Whether a field must be present. */
 enum { RS_OPTIONAL = 0, RS_REQUIRED = 1 };
 
-/* Checks that the largest loss sev can draw is finite and at most RS_MAX_EVENT_LOSS; reports
- * out_of_range at the current pointer (the severity) otherwise. Call only for a severity that
- * parsed without problems. */
-void rs_check_severity_bound(rs_pctx *ctx, const rs_severity *sev, const char *label);
-
 /* ---- json.c ---- */
 
 /* Decodes one UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF)

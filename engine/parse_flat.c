@@ -145,18 +145,13 @@ static void check_shape(flat_doc *d, size_t i, const struct json_object *shape)
     rs_check_fields(ctx, shape, fields, COUNT(fields));
     if (!rs_get_string(ctx, shape, "distributionType", RS_REQUIRED, &type, &len))
         return;
-    size_t errors_before = ctx->nerrors;
-    entry_label(d, i, label, sizeof label);
     if (len == 9 && memcmp(type, "lognormal", 9) == 0) {
         rs_parse_lognormal_interval(ctx, shape, "minLoss", "maxLoss", FLAT_CI, &e->sev);
-        if (ctx->nerrors == errors_before)
-            rs_check_severity_bound(ctx, &e->sev, label);
     } else if (len == 6 && memcmp(type, "expert", 6) == 0) {
+        entry_label(d, i, label, sizeof label);
         rs_metalog_spec spec = {RS_METALOG_LOWER, 0.0, 0.0, NULL, NULL, label};
         e->sev.kind = RS_SEV_METALOG;
         rs_parse_metalog(ctx, shape, &spec, &e->sev.u.metalog);
-        if (ctx->nerrors == errors_before)
-            rs_check_severity_bound(ctx, &e->sev, label);
     } else {
         rs_quote(type, len, quoted, sizeof quoted);
         rs_report_key(ctx, "distributionType", "invalid_value",

@@ -42,9 +42,12 @@ double rs_severity_quantile(const rs_severity *sev, double u)
         x = sev->u.constant;
         break;
     }
-    /* A loss is never negative (an unbounded metalog's left tail may go below 0); NaN, which
-     * valid parameters never produce, also becomes 0. */
-    return x > 0.0 ? x : 0.0;
+    /* A loss is never negative (an unbounded metalog's left tail may go below 0) and one event
+     * never loses more than RS_MAX_EVENT_LOSS (a heavy tail's most extreme draws), so every
+     * sum stays finite; NaN, which valid parameters never produce, becomes 0. */
+    if (!(x > 0.0))
+        return 0.0;
+    return x < RS_MAX_EVENT_LOSS ? x : RS_MAX_EVENT_LOSS;
 }
 
 /* Applies the leaf's controls, in order, to one event's loss. */

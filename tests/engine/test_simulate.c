@@ -524,6 +524,35 @@ static void test_cancel_while_aggregating(void **state)
     rs_model_free(model);
 }
 
+/* A heavy tail's draws beyond 1e15 count as 1e15: statistics stay finite, even for a
+ * portfolio of many such events. */
+static void test_event_loss_cap(void **state)
+{
+    (void)state;
+    const char *req =
+        "{\"trials\":4000,\"root\":{\"id\":\"p\",\"type\":\"portfolio\",\"children\":["
+        "{\"id\":\"a\",\"type\":\"leaf\",\"frequency\":{\"type\":\"poisson\",\"lambda\":1000},"
+        "\"severity\":{\"type\":\"lognormal\",\"mu\":34,\"sigma\":5}},"
+        "{\"id\":\"b\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":1},"
+        "\"severity\":{\"type\":\"metalog\",\"percentiles\":[0.1,0.5,0.9],"
+        "\"quantiles\":[1000,20000,300000],\"lower\":0}}]}}";
+    rs_model *model = parse_or_fail(req);
+    rs_result *r = run(model, 2, 0);
+    for (size_t i = 0; i < rs_result_node_count(r); i++) {
+        const rs_node_stats *st = rs_result_node(r, i);
+        assert_true(isfinite(st->mean) && isfinite(st->stddev) && isfinite(st->max));
+        for (size_t j = 0; j < rs_result_level_count(r); j++)
+            assert_true(isfinite(st->quantiles[j]) && isfinite(st->tvar[j]));
+    }
+    /* about 46% of a's draws pass 1e15; each counts as exactly 1e15 */
+    const rs_node_stats *b = rs_result_node(r, 2);
+    assert_true(b->max <= 1e15);
+    assert_true(rs_severity_quantile(&model->nodes[1].sev, 1.0 - 1e-9) == 1e15);
+    assert_true(rs_result_node(r, 1)->max <= 1000 * 1.3e15);
+    rs_result_free(r);
+    rs_model_free(model);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -607,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_progress_reports_every_chunk),
         cmocka_unit_test(test_cancel_within_one_chunk),
         cmocka_unit_test(test_cancel_while_aggregating),
+        cmocka_unit_test(test_event_loss_cap),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_result_json_shape),
     };
