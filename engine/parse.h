@@ -72,6 +72,22 @@ typedef struct rs_range {
 /* Whether a field must be present. */
 enum { RS_OPTIONAL = 0, RS_REQUIRED = 1 };
 
+/* ---- parse_fields.c: shared small helpers ---- */
+
+/* FNV-1a offset basis: the hash of the empty path. */
+#define FNV_OFFSET 14695981039346656037ull
+
+/* FNV-1a step over a 32-bit index as 4 little-endian bytes (the seedVar path hash). */
+uint64_t rs_fnv_index(uint64_t h, uint32_t index);
+/* Formats v for a message in its shortest exact form; returns buf (32 bytes). */
+const char *rs_num_text(double v, char buf[32]);
+/* The JSON type name of v for messages ("object", "string", "null", ...). */
+const char *rs_type_name(const struct json_object *v);
+/* Reads the string field key of obj and returns its index in names[0..n), reporting
+ * required/type/invalid_value; -1 when absent or wrong. */
+int rs_get_enum(rs_pctx *ctx, const struct json_object *obj, const char *key,
+                const char *const *names, size_t n);
+
 /* ---- json.c ---- */
 
 /* Decodes one UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF)
