@@ -23,9 +23,13 @@
 #define RS_MAX_QUANTILES 32
 #define RS_MAX_DEPTH 32u
 #define RS_MAX_NODES 10000u
+#define RS_MAX_TRIALS 1000000000u /* HDR's counters take at most 10^9 */
 #define RS_MAX_ID_LEN 64
 #define RS_MAX_NAME_CHARS 200
 #define RS_MAX_POISSON_LAMBDA 1000.0
+/* Smallest nonzero loss: an event's loss below it counts as no loss, so every loss the
+ * statistics see is a normal double far from underflow. */
+#define RS_MIN_EVENT_LOSS 1e-300
 /* Largest amount a severity may be given and largest loss one event may draw (before
  * controls: larger draws count as this), and the largest scale factor: with these, every sum
  * the engine forms stays finite. */

@@ -853,6 +853,8 @@ static rs_err ctx_init(rs_pctx *ctx, const rs_limits *limits, rs_diag *diag)
         ctx->limits.max_depth = RS_MAX_DEPTH;
     if (ctx->limits.max_nodes > RS_MAX_NODES)
         ctx->limits.max_nodes = RS_MAX_NODES;
+    if (ctx->limits.max_trials > RS_MAX_TRIALS)
+        ctx->limits.max_trials = RS_MAX_TRIALS;
     return RS_OK;
 }
 

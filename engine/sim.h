@@ -76,6 +76,10 @@ typedef struct rs_stats_options {
 rs_err rs_stats_compute(const rs_model *model, const rs_store *store, const rs_stats_options *opt,
                         rs_result *result);
 
+/* Bytes one statistics thread allocates at most for model run with chunks of `chunk`
+ * trials (part of rs_model_memory_estimate). */
+uint64_t rs_stats_thread_bytes(const rs_model *model, uint32_t chunk);
+
 /* The rank (1-based) of quantile level q among n sorted trials: the smallest k with
  * k >= q*n, where q*n within 1e-9 of an integer counts as that integer (so 0.995 * 100000 is
  * 99500, not 99501 after rounding). */

@@ -50,6 +50,12 @@ double rs_severity_quantile(const rs_severity *sev, double u)
     return x < RS_MAX_EVENT_LOSS ? x : RS_MAX_EVENT_LOSS;
 }
 
+/* An event's loss after its controls; below RS_MIN_EVENT_LOSS it counts as no loss. */
+static inline double flush_tiny(double x)
+{
+    return x >= RS_MIN_EVENT_LOSS ? x : 0.0;
+}
+
 /* Applies the leaf's controls, in order, to one event's loss. */
 static double apply_controls(const rs_node *leaf, double x)
 {
@@ -79,7 +85,7 @@ static double apply_controls(const rs_node *leaf, double x)
 static inline double event_loss(const rs_node *leaf, uint32_t seed, uint64_t trial, uint64_t k)
 {
     double u = rs_hdr_inline(trial, rs_leaf_loss_var(leaf), seed, k, 0);
-    return apply_controls(leaf, rs_severity_quantile(&leaf->sev, u));
+    return flush_tiny(apply_controls(leaf, rs_severity_quantile(&leaf->sev, u)));
 }
 
 double rs_leaf_trial_loss(const rs_node *leaf, uint32_t seed, uint64_t trial)
@@ -117,6 +123,8 @@ static rs_err store_init(rs_store *store, const rs_model *model, uint32_t chunk)
     store->chunk = chunk;
     store->nchunks = (size_t)((model->trials + chunk - 1) / chunk);
     store->nleaves = model->nleaves;
+    if (store->nleaves != 0 && store->nchunks > SIZE_MAX / sizeof(rs_segment) / store->nleaves)
+        return RS_ENOMEM;
     store->segs = calloc(store->nleaves * store->nchunks, sizeof(rs_segment));
     return store->segs == NULL ? RS_ENOMEM : RS_OK;
 }
@@ -267,19 +275,25 @@ static void coordinate(run_state *st, const rs_run_options *opt)
 {
     uint64_t reported = 0;
     pthread_mutex_lock(&st->mutex);
-    while (st->running > 0) {
-        pthread_cond_wait(&st->changed, &st->mutex);
+    for (;;) {
+        /* look before waiting, so that chunks finished while the callback ran, or before the
+         * first wait, are reported too: the last report always has the final count */
         uint64_t done = st->trials_done;
-        if (done == reported || atomic_load(&st->stop) || cancel_requested(st->cancel))
+        int stopped = atomic_load(&st->stop) || cancel_requested(st->cancel);
+        if (done != reported && !stopped) {
+            reported = done;
+            pthread_mutex_unlock(&st->mutex);
+            int stop = report_progress(opt, done, st->model->trials, RS_PHASE_SAMPLING);
+            pthread_mutex_lock(&st->mutex);
+            if (stop) {
+                st->cancelled = 1;
+                atomic_store(&st->stop, 1);
+            }
             continue;
-        reported = done;
-        pthread_mutex_unlock(&st->mutex);
-        int stop = report_progress(opt, done, st->model->trials, RS_PHASE_SAMPLING);
-        pthread_mutex_lock(&st->mutex);
-        if (stop) {
-            st->cancelled = 1;
-            atomic_store(&st->stop, 1);
         }
+        if (st->running == 0)
+            break;
+        pthread_cond_wait(&st->changed, &st->mutex);
     }
     pthread_mutex_unlock(&st->mutex);
 }
@@ -332,6 +346,14 @@ static rs_err sample_threaded(run_state *st, const rs_run_options *opt, unsigned
     if (err == RS_OK && (st->cancelled || st->trials_done < st->model->trials))
         err = RS_ECANCELLED;
     return err;
+}
+
+/* The chunk size a run uses: the option (default DEFAULT_CHUNK_TRIALS), but never more than
+ * the trials, so no buffer is sized for trials that do not exist. */
+static uint32_t run_chunk(const rs_model *model, const rs_run_options *opt)
+{
+    uint32_t chunk = opt->chunk_trials == 0 ? DEFAULT_CHUNK_TRIALS : opt->chunk_trials;
+    return (uint64_t)chunk > model->trials ? (uint32_t)model->trials : chunk;
 }
 
 static rs_err check_options(const rs_run_options *opt)
@@ -387,7 +409,7 @@ rs_err rs_simulate(const rs_model *model, const rs_run_options *options, rs_resu
     clock_gettime(CLOCK_MONOTONIC, &start);
     unsigned threads = opt->threads == 0 ? 1 : opt->threads;
     unsigned sampling_threads = threads;
-    uint32_t chunk = opt->chunk_trials == 0 ? DEFAULT_CHUNK_TRIALS : opt->chunk_trials;
+    uint32_t chunk = run_chunk(model, opt);
     if ((uint64_t)sampling_threads > (model->trials + chunk - 1) / chunk)
         sampling_threads = (unsigned)((model->trials + chunk - 1) / chunk);
 
@@ -431,29 +453,30 @@ out:
     return err;
 }
 
-uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads)
+uint64_t rs_model_memory_estimate(const rs_model *model, const rs_run_options *options)
 {
+    static const rs_run_options defaults = {0};
+    const rs_run_options *opt = options != NULL ? options : &defaults;
     if (model == NULL)
         return 0;
     uint64_t n = model->trials;
-    uint64_t chunks = (n + DEFAULT_CHUNK_TRIALS - 1) / DEFAULT_CHUNK_TRIALS;
+    uint32_t chunk = run_chunk(model, opt);
+    unsigned threads = opt->threads == 0 ? 1 : opt->threads;
+    double chunks = (double)((n + chunk - 1) / chunk);
     double leaf_bytes = 0.0;
     for (size_t l = 0; l < model->nleaves; l++) {
         const rs_node *leaf = &model->nodes[model->leaves[l]];
         double p_loss = leaf->freq.kind == RS_FREQ_BERNOULLI
                             ? leaf->freq.p
                             : 1.0 - exp(-leaf->freq.poisson.lambda);
-        /* packed losses + one bit per trial + the segment record per chunk */
-        leaf_bytes += (double)n * p_loss * 8.0 + (double)n / 8.0 +
-                      (double)chunks * (double)sizeof(rs_segment) +
+        /* packed losses, one bit per trial, and per chunk the segment record plus the
+         * allocator's overhead of its two blocks */
+        leaf_bytes += (double)n * p_loss * 8.0 + (double)n / 8.0 + chunks * 56.0 +
                       (double)leaf->freq.poisson.n * 8.0; /* the Poisson table */
     }
-    if (threads == 0)
-        threads = 1;
-    /* per thread: the losses of the node being summarised (up to n of them: 8 bytes, a 1-byte
-     * bin, a quarter copied for selection), a bit per trial, and the chunk stack */
-    double thread_bytes = (double)threads * ((double)n * 11.125 + (double)(model->height + 2) *
-                                                                      DEFAULT_CHUNK_TRIALS * 8.0);
+    /* per thread: sampling scratch (a chunk of losses and bits) and the statistics buffers */
+    double thread_bytes =
+        (double)threads * ((double)chunk * 8.125 + (double)rs_stats_thread_bytes(model, chunk));
     double result_bytes =
         (double)model->nnodes *
         ((double)sizeof(rs_node_stats) + (3.0 * RS_MAX_QUANTILES + 2.0 * RS_LEC_POINTS) * 8.0);

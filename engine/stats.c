@@ -251,7 +251,8 @@ static void fine_init(fine_buckets *fb, double max, const double *ticks)
 /* The nonzero losses of a node, counted per LEC bin, with their spread around the mean. */
 typedef struct loss_bins {
     uint64_t count[RS_LEC_POINTS];
-    double spread; /* sum of (x - mean)^2, in trial order */
+    double spread; /* sum of ((x - mean) / max)^2, in trial order: scaled so that it cannot
+                      underflow or overflow whatever the size of the losses */
 } loss_bins;
 
 /* One pass over buf[0..nnz) in trial order (so every sum has one fixed order): LEC bin counts
@@ -261,14 +262,15 @@ static void bin_losses(const double *buf, uint64_t nnz, const double *ticks, dou
 {
     memset(lb, 0, sizeof(*lb));
     fine_init(fb, max, ticks);
-    double spread = 0.0;
+    double spread = 0.0, scale = max > 0.0 ? 1.0 / max : 1.0;
     for (uint64_t i = 0; i < nnz; i++) {
         double x = buf[i];
         size_t k = fine_bucket(fb, x);
         fb->count[k]++;
         fb->sum[k] += x;
         lb->count[fb->lec_bin[k] + (x >= fb->lec_next[k])]++;
-        spread += (x - mean) * (x - mean);
+        double d = (x - mean) * scale;
+        spread += d * d;
     }
     lb->spread = spread;
 }
@@ -503,7 +505,14 @@ typedef struct node_work {
     rs_result *result;
     double **stack; /* model->height + 1 chunk buffers */
     node_scratch scratch;
+    const atomic_int *cancel; /* checked between chunks of a node's passes */
 } node_work;
+
+/* Non-zero when the run's cancel flag is set. */
+static int work_cancelled(const node_work *w)
+{
+    return w->cancel != NULL && atomic_load(w->cancel) != 0;
+}
 
 /* Pass-1 accumulators: the sum and range of the nonzero losses, which are copied to buf. */
 typedef struct collect {
@@ -523,13 +532,16 @@ static inline void collect_value(collect *c, double x)
 }
 
 /* Pass 1: collects the node's nonzero losses in trial order (a leaf's straight from its
- * segments, a portfolio's from its recomputed chunk values, noting which trials had one). */
-static void pass_collect(const node_work *w, const rs_node *node, collect *c)
+ * segments, a portfolio's from its recomputed chunk values, noting which trials had one).
+ * Returns 0 when the run was cancelled on the way, else 1. */
+static int pass_collect(const node_work *w, const rs_node *node, collect *c)
 {
     c->nnz = 0;
     c->lo = INFINITY;
     c->hi = 0.0;
     for (size_t k = 0; k < w->store->nchunks; k++) {
+        if (!node->is_leaf && work_cancelled(w))
+            return 0;
         if (node->is_leaf) {
             const rs_segment *seg = leaf_segment(w->store, node, k);
             for (uint32_t i = 0; i < seg->nnz; i++)
@@ -549,6 +561,7 @@ static void pass_collect(const node_work *w, const rs_node *node, collect *c)
     }
     if (c->nnz == 0)
         c->lo = 0.0;
+    return 1;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -640,13 +653,16 @@ static void chunk_bands(const node_work *w, const rs_node *node, const collect *
 }
 
 /* Each child's losses summed per band of the portfolio's trials, into
- * child_bands[child * (RS_MAX_QUANTILES + 1) + band]. */
-static void children_bands(const node_work *w, const rs_node *node, const collect *col,
-                           int recompute, const bands *bd, ksum *child_bands)
+ * child_bands[child * (RS_MAX_QUANTILES + 1) + band]. Returns 0 when the run was cancelled on
+ * the way, else 1. */
+static int children_bands(const node_work *w, const rs_node *node, const collect *col,
+                          int recompute, const bands *bd, ksum *child_bands)
 {
     uint8_t *band = w->scratch.band;
     uint64_t k = 0;
     for (size_t c = 0; c < w->store->nchunks; c++) {
+        if (work_cancelled(w))
+            return 0;
         uint32_t len = rs_store_chunk_len(w->store, c);
         chunk_bands(w, node, col, recompute, bd, c, &k, band);
         for (uint32_t i = 0; i < node->nchildren; i++) {
@@ -660,6 +676,7 @@ static void children_bands(const node_work *w, const rs_node *node, const collec
             add_child_bands(band, w->stack[1], len, sums);
         }
     }
+    return 1;
 }
 
 /* Writes the tail shares of node's children for every level; tail[j] is the node's tail sum. */
@@ -673,7 +690,10 @@ static rs_err write_shares(const node_work *w, const rs_node *node, const collec
         return RS_ENOMEM;
     bands bd;
     bands_init(&bd, var, m->nlevels);
-    children_bands(w, node, col, recompute, &bd, child_bands);
+    if (!children_bands(w, node, col, recompute, &bd, child_bands)) {
+        free(child_bands);
+        return RS_ECANCELLED;
+    }
     for (uint32_t i = 0; i < node->nchildren; i++) {
         double *share = (double *)w->result->nodes[node->children[i]].tail_contribution;
         for (size_t j = 0; j < m->nlevels; j++) {
@@ -738,7 +758,21 @@ static void write_quantiles(const node_work *w, rs_node_stats *st, collect *col,
     }
 }
 
-/* Computes every statistic of node index ni. Returns RS_OK or RS_ENOMEM. */
+/* Standard deviation and standard error from the scaled spread. Losses that are all equal
+ * (in every trial) have none, whatever the rounding of their mean. */
+static void write_spread(rs_node_stats *st, const collect *col, const loss_bins *lb, uint64_t n)
+{
+    double scale = col->hi > 0.0 ? col->hi : 1.0;
+    double zero_part = st->mean / scale;
+    double spread = lb->spread + (double)(n - col->nnz) * zero_part * zero_part;
+    st->stddev = n > 1 ? scale * sqrt(spread / (double)(n - 1)) : 0.0;
+    if (col->nnz == n && col->lo == col->hi)
+        st->stddev = 0.0;
+    st->standard_error = st->stddev / sqrt((double)n);
+}
+
+/* Computes every statistic of node index ni. Returns RS_OK, RS_ENOMEM, or RS_ECANCELLED when
+ * the cancel flag was set during one of its passes. */
 static rs_err compute_node(node_work *w, size_t ni)
 {
     const rs_model *m = w->model;
@@ -751,8 +785,10 @@ static rs_err compute_node(node_work *w, size_t ni)
     collect col = {.buf = w->scratch.buf, .nz = w->scratch.nz};
     if (!node->is_leaf)
         memset(col.nz, 0, w->scratch.nz_words * sizeof(uint64_t));
-    pass_collect(w, node, &col);
-    double mean = ksum_value(&col.sum) / (double)n;
+    if (!pass_collect(w, node, &col))
+        return RS_ECANCELLED;
+    /* losses all equal in every trial: their mean is that loss, not its rounded average */
+    double mean = col.nnz == n && col.lo == col.hi ? col.lo : ksum_value(&col.sum) / (double)n;
     st->mean = mean;
     st->max = col.hi;
     st->probability_of_loss = (double)col.nnz / (double)n;
@@ -762,9 +798,7 @@ static rs_err compute_node(node_work *w, size_t ni)
     loss_bins lb;
     bin_losses(col.buf, col.nnz, ticks, mean, col.hi, &lb, w->scratch.fb);
     lec_from_counts(lb.count, col.nnz, n, (double *)st->lec_exceedance);
-    double spread = lb.spread + (double)(n - col.nnz) * mean * mean;
-    st->stddev = n > 1 ? sqrt(spread / (double)(n - 1)) : 0.0;
-    st->standard_error = st->stddev / sqrt((double)n);
+    write_spread(st, &col, &lb, n);
 
     double tail[RS_MAX_QUANTILES];
     int reordered = 0;
@@ -848,7 +882,8 @@ static void *stats_worker(void *arg)
 {
     stats_state *st = arg;
     size_t levels = (size_t)st->model->height + 1;
-    node_work w = {st->model, st->store, st->result, alloc_stack(levels, st->store->chunk), {0}};
+    node_work w = {st->model, st->store,      st->result, alloc_stack(levels, st->store->chunk),
+                   {0},       st->opt->cancel};
     if (w.stack == NULL)
         record_error(st, RS_ENOMEM);
     while (w.stack != NULL && atomic_load(&st->err) == RS_OK) {
@@ -881,17 +916,22 @@ static void stats_coordinate(stats_state *st)
 {
     size_t reported = 0;
     pthread_mutex_lock(&st->mutex);
-    while (st->running > 0) {
-        pthread_cond_wait(&st->changed, &st->mutex);
+    for (;;) {
+        /* look before waiting: nodes finished while the callback ran, or before the first
+         * wait, are reported too, so the last report has the final count */
         size_t done = st->nodes_done;
-        if (done == reported || atomic_load(&st->err) != RS_OK || st->opt->progress == NULL)
+        if (done != reported && atomic_load(&st->err) == RS_OK && st->opt->progress != NULL) {
+            reported = done;
+            pthread_mutex_unlock(&st->mutex);
+            int stop = st->opt->progress(st->opt->progress_ctx, done, st->model->nnodes);
+            pthread_mutex_lock(&st->mutex);
+            if (stop)
+                record_error(st, RS_ECANCELLED);
             continue;
-        reported = done;
-        pthread_mutex_unlock(&st->mutex);
-        int stop = st->opt->progress(st->opt->progress_ctx, done, st->model->nnodes);
-        pthread_mutex_lock(&st->mutex);
-        if (stop)
-            record_error(st, RS_ECANCELLED);
+        }
+        if (st->running == 0)
+            break;
+        pthread_cond_wait(&st->changed, &st->mutex);
     }
     pthread_mutex_unlock(&st->mutex);
 }
@@ -944,6 +984,15 @@ rs_err rs_stats_compute(const rs_model *model, const rs_store *store, const rs_s
     pthread_cond_destroy(&st.changed);
     pthread_mutex_destroy(&st.mutex);
     return (rs_err)atomic_load(&st.err);
+}
+
+uint64_t rs_stats_thread_bytes(const rs_model *model, uint32_t chunk)
+{
+    uint64_t n = model->trials;
+    /* losses (8 bytes each, up to n), their quarter copied for selection, the portfolio's bit
+     * per trial, the selection buckets, one chunk buffer per tree level and the chunk's bands */
+    return n * 8 + (n / 4 + 1) * 8 + (n / 64 + 1) * 8 + sizeof(fine_buckets) +
+           ((uint64_t)model->height + 1) * chunk * 8 + chunk;
 }
 
 /* ------------------------------------------------------------------------------------------

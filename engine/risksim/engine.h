@@ -71,7 +71,7 @@ rs_err rs_diag_add(rs_diag *diag, const char *pointer, const char *code, const c
 
 /* Limits a server applies to requests; see docs/api.md for every rule. */
 typedef struct rs_limits {
-    uint64_t max_trials; /* largest accepted "trials" (default 10,000,000) */
+    uint64_t max_trials; /* largest accepted "trials" (default 10,000,000; at most 10^9) */
     uint32_t max_depth;  /* deepest tree: a lone root has depth 1 (default and maximum 32) */
     uint32_t max_nodes;  /* most nodes in a tree (default and maximum 10,000) */
 } rs_limits;
@@ -114,9 +114,12 @@ const char *rs_model_name(const rs_model *model); /* "" when the request had non
 size_t rs_model_node_count(const rs_model *model);
 size_t rs_model_leaf_count(const rs_model *model);
 
-/* Estimated peak bytes rs_simulate needs for this model with the given thread count (the
- * memory formula of docs/engine.md); servers use it to refuse a job before running it. */
-uint64_t rs_model_memory_estimate(const rs_model *model, unsigned threads);
+struct rs_run_options;
+
+/* Estimated peak bytes rs_simulate needs for this model run with these options (NULL: the
+ * defaults); the memory formula of docs/engine.md. Servers use it to refuse a job before
+ * running it. */
+uint64_t rs_model_memory_estimate(const rs_model *model, const struct rs_run_options *options);
 
 /* ---------------------------------------------------------------------------------------------
  * Simulation
@@ -137,8 +140,10 @@ typedef struct rs_progress {
 
 /* Called once at the start (0 trials), after each chunk while sampling, and once when
  * aggregation starts and after each node while aggregating; always on the thread that called
- * rs_simulate, never concurrently. Return 0 to go on, non-zero to cancel the run (rs_simulate
- * then returns RS_ECANCELLED). */
+ * rs_simulate, never concurrently. With several threads, chunks or nodes that finish while the
+ * callback runs are reported together by its next call; the last call of each phase always
+ * has the phase's total. Return 0 to go on, non-zero to cancel the run (rs_simulate then
+ * returns RS_ECANCELLED). */
 typedef int (*rs_progress_fn)(void *ctx, const rs_progress *progress);
 
 /* Largest chunk a run accepts. */

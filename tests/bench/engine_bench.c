@@ -207,7 +207,8 @@ static void run_configuration(const char *text, size_t len, uint64_t trials, uns
     }
     r->bare_s = -1.0;
     r->engine_s = -1.0;
-    r->estimate_bytes = rs_model_memory_estimate(model, threads);
+    rs_run_options estimate_opt = {.threads = threads};
+    r->estimate_bytes = rs_model_memory_estimate(model, &estimate_opt);
     for (int k = 0; k < repeats; k++) {
         double s = bare_loop(model, trials, threads);
         if (s < 0.0) {

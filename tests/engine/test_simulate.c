@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -182,7 +183,7 @@ static void check_node_exact(const rs_model *m, const rs_result *r, uint32_t ni)
     long double ss = 0;
     for (uint64_t t = 0; t < n; t++)
         ss += ((long double)x[t] - mean) * ((long double)x[t] - mean);
-    assert_close(st->stddev, sqrt((double)(ss / (n - 1))), 1e-9, "stddev");
+    assert_close(st->stddev, (double)sqrtl(ss / (n - 1)), 1e-9, "stddev");
 
     for (size_t j = 0; j < m->nlevels; j++) {
         /* smallest L with at least ceil(q n) trials <= L */
@@ -553,6 +554,120 @@ static void test_event_loss_cap(void **state)
     rs_model_free(model);
 }
 
+/* A slow progress callback on a threaded run: reports of chunks and nodes finished while it
+ * ran are merged, but the last report of each phase always has the final count. */
+typedef struct slow_log {
+    uint64_t last_trials;
+    size_t last_nodes, nodes_total;
+    int sampling_calls;
+} slow_log;
+
+static int slow_progress(void *ctx, const rs_progress *p)
+{
+    slow_log *log = ctx;
+    struct timespec pause = {0, 2000000}; /* 2 ms */
+    nanosleep(&pause, NULL);
+    if (strcmp(p->phase, RS_PHASE_SAMPLING) == 0) {
+        log->last_trials = p->trials_done;
+        log->sampling_calls++;
+    } else {
+        log->last_nodes = p->nodes_done;
+        log->nodes_total = p->nodes_total;
+    }
+    return 0;
+}
+
+static void test_progress_final_report_with_threads(void **state)
+{
+    (void)state;
+    rs_model *model = parse_or_fail(MIXED_TREE);
+    for (unsigned threads = 2; threads <= 4; threads += 2) {
+        slow_log log = {0};
+        rs_run_options opt = {.threads = threads,
+                              .chunk_trials = 100,
+                              .progress = slow_progress,
+                              .progress_ctx = &log};
+        rs_result *r = NULL;
+        assert_int_equal(rs_simulate(model, &opt, &r), RS_OK);
+        assert_true(log.last_trials == 20000);
+        assert_int_equal(log.last_nodes, 8);
+        assert_int_equal(log.nodes_total, 8);
+        rs_result_free(r);
+    }
+    rs_model_free(model);
+}
+
+/* The cancel flag also stops aggregation, inside a node's passes. */
+static int flag_at_aggregation(void *ctx, const rs_progress *p)
+{
+    if (strcmp(p->phase, RS_PHASE_AGGREGATING) == 0)
+        atomic_store((atomic_int *)ctx, 1);
+    return 0;
+}
+
+static void test_cancel_flag_while_aggregating(void **state)
+{
+    (void)state;
+    rs_model *model = parse_or_fail(MIXED_TREE);
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        atomic_int flag;
+        atomic_init(&flag, 0);
+        rs_run_options opt = {.threads = threads,
+                              .progress = flag_at_aggregation,
+                              .progress_ctx = &flag,
+                              .cancel = &flag};
+        rs_result *r = NULL;
+        assert_int_equal(rs_simulate(model, &opt, &r), RS_ECANCELLED);
+        assert_null(r);
+    }
+    rs_model_free(model);
+}
+
+/* Losses far below a cent behave: below 1e-300 they count as no loss, tiny ones above it keep
+ * exact statistics (no underflow in the spread), and equal losses have no spread at all. */
+static void test_tiny_and_equal_losses(void **state)
+{
+    (void)state;
+    const char *req =
+        "{\"trials\":3000,\"seed\":4,\"root\":{\"id\":\"r\",\"type\":\"portfolio\",\"children\":["
+        "{\"id\":\"gone\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":1},"
+        "\"severity\":{\"type\":\"constant\",\"value\":1e-300},"
+        "\"controls\":[{\"type\":\"scale\",\"factor\":1e-10}]},"
+        "{\"id\":\"sub\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":0.5},"
+        "\"severity\":{\"type\":\"uniform\",\"min\":0,\"max\":4e-320}},"
+        "{\"id\":\"tiny\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":0.5},"
+        "\"severity\":{\"type\":\"uniform\",\"min\":1e-200,\"max\":3e-200}},"
+        "{\"id\":\"same\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":1},"
+        "\"severity\":{\"type\":\"constant\",\"value\":999999999980000}}]}}";
+    rs_model *model = parse_or_fail(req);
+    rs_result *r = run(model, 2, 0);
+    assert_true(rs_result_node(r, 1)->probability_of_loss == 0.0);
+    assert_true(rs_result_node(r, 2)->probability_of_loss == 0.0);
+    const rs_node_stats *tiny = rs_result_node(r, 3);
+    assert_true(tiny->stddev > 0.5e-200 && tiny->stddev < 2e-200);
+    check_node_exact(model, r, 3);
+    const rs_node_stats *same = rs_result_node(r, 4);
+    assert_true(same->mean == 999999999980000.0);
+    assert_true(same->stddev == 0.0);
+    rs_result_free(r);
+    rs_model_free(model);
+}
+
+/* The memory estimate follows the run's options: one-trial chunks cost a record per leaf and
+ * chunk. */
+static void test_memory_estimate_follows_options(void **state)
+{
+    (void)state;
+    rs_model *model = parse_or_fail(MIXED_TREE);
+    rs_run_options one = {.threads = 1, .chunk_trials = 1};
+    rs_run_options two = {.threads = 2};
+    uint64_t base = rs_model_memory_estimate(model, NULL);
+    assert_true(base > 20000u * 8u);
+    assert_true(rs_model_memory_estimate(model, &one) > base + 20000u * 5u * 24u);
+    assert_true(rs_model_memory_estimate(model, &two) > base);
+    rs_model_free(model);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -637,6 +752,10 @@ int main(void)
         cmocka_unit_test(test_cancel_within_one_chunk),
         cmocka_unit_test(test_cancel_while_aggregating),
         cmocka_unit_test(test_event_loss_cap),
+        cmocka_unit_test(test_progress_final_report_with_threads),
+        cmocka_unit_test(test_cancel_flag_while_aggregating),
+        cmocka_unit_test(test_tiny_and_equal_losses),
+        cmocka_unit_test(test_memory_estimate_follows_options),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_result_json_shape),
     };
