@@ -5,7 +5,7 @@
  * This header gathers the numerical pieces that do it: the normal quantile, lognormal
  * parameters from an interval, the Keelin metalog (fit, feasibility, quantile), PERT (inverse
  * regularized incomplete beta) and the Poisson count table. All functions are pure; fitting
- * functions allocate nothing except where noted.
+ * functions allocate nothing except where noted (the PERT knot table and the Poisson table).
  */
 #ifndef RISKSIM_DIST_H
 #define RISKSIM_DIST_H
@@ -58,14 +58,34 @@ void rs_lognormal_from_interval(double lower, double upper, double ci, double *m
 /* PERT distribution as a scaled Beta(alpha, beta) on [min, max]. */
 typedef struct rs_pert {
     double min, max, alpha, beta;
-    double lbeta; /* log B(alpha, beta), precomputed */
+    double lbeta;  /* log B(alpha, beta), precomputed */
+    double *knots; /* owned; the exact quantile at fixed points, a start for the inversion;
+                    * NULL unless rs_pert_init_table built it */
 } rs_pert;
 
-/* Sets up a PERT with min <= mode <= max, min < max, gamma > 0. */
+/* Sets up a PERT with min <= mode <= max, min < max, gamma > 0. Allocates nothing (knots is
+ * NULL): the quantile then uses the inversion from its generic start, which is exact but slow
+ * (about 1 to 4 microseconds). */
 void rs_pert_init(rs_pert *pert, double min, double mode, double max, double gamma);
 
+/* Builds the knot table of an initialized PERT (about 3 KB with malloc; about 0.1 ms, 0.3 ms
+ * for shapes in the thousands), which makes rs_pert_quantile 3 to 4 times faster without
+ * changing its accuracy. Builds nothing when alpha or beta is 1 (closed forms) or
+ * alpha + beta > 1e5. Returns RS_OK or RS_ENOMEM (knots then stays NULL and the PERT remains
+ * usable). Release with rs_pert_free. */
+rs_err rs_pert_init_table(rs_pert *pert);
+
+/* Bytes of the knot table of pert (0 when it has none). */
+size_t rs_pert_table_bytes(const rs_pert *pert);
+
+/* Frees the knot table and sets knots to NULL: safe on NULL, on a zeroed struct, without a
+ * table, after a failed rs_pert_init_table and twice in a row. */
+void rs_pert_free(rs_pert *pert);
+
 /* Quantile of the PERT at u in (0,1): min + (max - min) * I^-1_u(alpha, beta), accurate to
- * about 1e-12 relative. */
+ * about 1e-12 relative. The table only gives the inversion its start: every result is finished
+ * on the exact incomplete beta function, so the accuracy does not depend on it. Deterministic
+ * (the same u gives the same result on every call and thread). */
 double rs_pert_quantile(const rs_pert *pert, double u);
 
 /* Poisson CDF table for inverse-CDF draws: cdf[k] = P(N <= k), k = 0..n-1, with cdf[n-1] so

@@ -28,6 +28,8 @@ static void node_release(rs_node *node)
     free(node->children);
     free(node->controls);
     rs_poisson_free(&node->freq.poisson);
+    if (node->sev.kind == RS_SEV_PERT)
+        rs_pert_free(&node->sev.u.pert);
 }
 
 void rs_model_free(rs_model *model)

@@ -510,7 +510,8 @@ static void parse_metalog(rs_pctx *ctx, const struct json_object *obj, const cha
     rs_parse_metalog(ctx, obj, &spec, &sev->u.metalog);
 }
 
-/* Reads a PERT severity: 0 <= min <= mode <= max, min < max, gamma > 0 (default 4). */
+/* Reads a PERT severity: 0 <= min <= mode <= max, min < max, gamma > 0 (default 4). Records
+ * RS_ENOMEM in ctx when its knot table cannot be allocated. */
 static void parse_pert(rs_pctx *ctx, const struct json_object *obj, rs_severity *sev)
 {
     char nb[32], nb2[32];
@@ -529,8 +530,11 @@ static void parse_pert(rs_pctx *ctx, const struct json_object *obj, rs_severity 
         rs_report_key(ctx, "mode", "conflict", "must be between \"min\" (%s) and \"max\" (%s)",
                       rs_num_text(min, nb), rs_num_text(max, nb2));
     sev->kind = RS_SEV_PERT;
-    if (ctx->nerrors == before)
+    if (ctx->nerrors == before) {
         rs_pert_init(&sev->u.pert, min, mode, max, gamma);
+        if (rs_pert_init_table(&sev->u.pert) != RS_OK)
+            ctx->err = RS_ENOMEM;
+    }
 }
 
 /* Reads a uniform severity: 0 <= min <= max. */

@@ -473,6 +473,8 @@ uint64_t rs_model_memory_estimate(const rs_model *model, const rs_run_options *o
          * allocator's overhead of its two blocks */
         leaf_bytes += (double)n * p_loss * 8.0 + (double)n / 8.0 + chunks * 56.0 +
                       (double)leaf->freq.poisson.n * 8.0; /* the Poisson table */
+        if (leaf->sev.kind == RS_SEV_PERT)
+            leaf_bytes += (double)rs_pert_table_bytes(&leaf->sev.u.pert);
     }
     /* per thread: sampling scratch (a chunk of losses and bits) and the statistics buffers */
     double thread_bytes =

@@ -766,6 +766,178 @@ static void test_pert_monotone_and_ends(void **state)
     }
 }
 
+/* log B(a, b) for the references. lgamma's absolute error grows with its argument (about
+ * 1e-11 near 4e3), so when the smaller shape m is an integer, log B = log (m-1)! - sum_k
+ * log(M + k), k = 0..m-1 (M the larger shape), summed with compensation. */
+static double ref_log_beta(double a, double b)
+{
+    double m = fmin(a, b), M = fmax(a, b);
+    if (m != floor(m) || m > 1e4) {
+        return lgamma(a) + lgamma(b) - lgamma(a + b);
+    }
+    double sum = 0.0, comp = 0.0;
+    for (int k = 0; k < (int)m; k++) {
+        double y = log(M + k) - comp;
+        double t = sum + y;
+        comp = (t - sum) - y;
+        sum = t;
+    }
+    return lgamma(m) - sum;
+}
+
+/* The power series of beta_series with ref_log_beta. */
+static double beta_series_ref(double x, double a, double b)
+{
+    double sum = 0.0, term = 1.0;
+    for (int n = 0; n < 1000000 && term > 1e-18 * sum; n++) {
+        sum += term;
+        term *= (a + b + n) / (a + 1.0 + n) * x;
+    }
+    return exp(a * log(x) + b * log1p(-x) - ref_log_beta(a, b)) / a * sum;
+}
+
+/* beta_cdf_series for shapes up to 1e4: each side summed where it is the smaller value
+ * (switching at the mean, where the series converges fast) and with ref_log_beta. */
+static double beta_cdf_series_ref(double x, const void *ctx, double *comp)
+{
+    const beta_ref *r = ctx;
+    if (x <= r->a / (r->a + r->b)) {
+        double v = beta_series_ref(x, r->a, r->b);
+        *comp = 1.0 - v;
+        return v;
+    }
+    *comp = beta_series_ref(1.0 - x, r->b, r->a);
+    return 1.0 - *comp;
+}
+
+/* u from 2^-40 to 1 - 2^-40, evenly in logit(u) (i = 0..n-1): past both ends of the knot
+ * table and through every interval of it several times. */
+static double pert_logit_u(int i, int n)
+{
+    double t = -27.7 + 55.4 * ((double)i + 0.37) / (double)n;
+    return t < 0.0 ? exp(t) / (1.0 + exp(t)) : 1.0 / (1.0 + exp(-t));
+}
+
+/* Shapes for the table tests: gamma 4 (the default) with the mode near either end and in the
+ * middle, a mode just off min (alpha barely above 1), gamma 4000 and a very lopsided 1e4. */
+static const double table_shapes[][2] = {{1.2542, 4.7458},  {3.0, 3.0},      {4.6, 1.4},
+                                         {1.0 + 1e-6, 5.0}, {2.0, 5.0},      {1201.0, 2801.0},
+                                         {2001.0, 2001.0},  {3901.0, 101.0}, {2.0, 1e4}};
+
+static void test_pert_table_vs_reference(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < sizeof table_shapes / sizeof table_shapes[0]; s++) {
+        beta_ref ref = {table_shapes[s][0], table_shapes[s][1]};
+        rs_pert pt = pert_for(ref.a, ref.b);
+        rs_pert slow = pt;
+        assert_int_equal(rs_pert_init_table(&pt), RS_OK);
+        assert_non_null(pt.knots);
+        /* Against the independent power series (bisected to adjacent doubles). */
+        for (int i = 0; i < 97; i++) {
+            double u = pert_logit_u(i, 97);
+            assert_rel(rs_pert_quantile(&pt, u), bisect_cdf(beta_cdf_series_ref, &ref, u), 1e-12);
+        }
+        /* Against the untabled inversion, densely. */
+        for (int i = 0; i < 20000; i++) {
+            double u = pert_logit_u(i, 20000);
+            assert_rel(rs_pert_quantile(&pt, u), rs_pert_quantile(&slow, u), 1e-12);
+        }
+        rs_pert_free(&pt);
+    }
+}
+
+/* Real PERTs through rs_pert_init and rs_pert_init_table: the CLI's example with gamma 4 and 4000,
+ * and min = mode and mode = max (closed forms, no table) at both gammas. */
+static void test_pert_table_scaled(void **state)
+{
+    (void)state;
+    const double params[][4] = {{1000, 20000, 300000, 4},
+                                {1000, 20000, 300000, 4000},
+                                {0, 1, 2, 4},
+                                {0, 1, 2, 4000},
+                                {1000, 1000, 300000, 4},
+                                {1000, 1000, 300000, 4000},
+                                {1000, 300000, 300000, 4},
+                                {1000, 300000, 300000, 4000},
+                                {1000, 1000.001, 300000, 4},
+                                {1000, 299999.999, 300000, 4000}};
+    for (size_t s = 0; s < sizeof params / sizeof params[0]; s++) {
+        const double *p = params[s];
+        rs_pert pt;
+        rs_pert_init(&pt, p[0], p[1], p[2], p[3]);
+        assert_null(pt.knots);
+        rs_pert slow = pt; /* without the table: the inversion from its generic start */
+        assert_int_equal(rs_pert_init_table(&pt), RS_OK);
+        int closed = p[1] == p[0] || p[1] == p[2];
+        assert_true(closed ? pt.knots == NULL : pt.knots != NULL);
+        beta_ref ref = {pt.alpha, pt.beta};
+        /* Non-integer shapes in the thousands have no accurate reference log B here: those
+         * are checked against the untabled inversion only. */
+        for (int i = 0; i < 41 && pt.alpha + pt.beta < 100.0; i++) {
+            double u = pert_logit_u(i, 41);
+            double want = p[0] + (p[2] - p[0]) * bisect_cdf(beta_cdf_series_ref, &ref, u);
+            assert_rel(rs_pert_quantile(&pt, u), want, 1e-12);
+        }
+        for (int i = 0; i < 5000; i++) {
+            double u = pert_logit_u(i, 5000);
+            assert_rel(rs_pert_quantile(&pt, u), rs_pert_quantile(&slow, u), 1e-12);
+        }
+        rs_pert_free(&pt);
+    }
+}
+
+/* The same u gives bit-identical results: twice in a row, in another order, and from a second
+ * table built from the same parameters. */
+static void test_pert_table_deterministic(void **state)
+{
+    (void)state;
+    rs_pert a, b;
+    rs_pert_init(&a, 1000.0, 20000.0, 300000.0, 4000.0);
+    rs_pert_init(&b, 1000.0, 20000.0, 300000.0, 4000.0);
+    assert_int_equal(rs_pert_init_table(&a), RS_OK);
+    assert_int_equal(rs_pert_init_table(&b), RS_OK);
+    assert_non_null(a.knots);
+    double first[1000];
+    for (int i = 0; i < 1000; i++) {
+        first[i] = rs_pert_quantile(&a, pert_logit_u(i, 1000));
+    }
+    for (int i = 999; i >= 0; i--) {
+        double u = pert_logit_u(i, 1000);
+        double again = rs_pert_quantile(&a, u), other = rs_pert_quantile(&b, u);
+        assert_memory_equal(&again, &first[i], sizeof again);
+        assert_memory_equal(&other, &first[i], sizeof other);
+    }
+    rs_pert_free(&a);
+    rs_pert_free(&b);
+}
+
+/* rs_pert_free on a zeroed struct, twice on the same struct, on NULL, and on a struct without
+ * a table; the quantile still works (from the old start) once the table is gone. */
+static void test_pert_free_safety(void **state)
+{
+    (void)state;
+    rs_pert zero = {0};
+    rs_pert_free(&zero);
+    rs_pert_free(NULL);
+    rs_pert pt;
+    rs_pert_init(&pt, 0.0, 0.2, 1.0, 5.0);
+    rs_pert_free(&pt); /* no table yet */
+    assert_int_equal(rs_pert_init_table(&pt), RS_OK);
+    assert_int_equal(rs_pert_init_table(&pt), RS_OK); /* a second call keeps the table */
+    assert_non_null(pt.knots);
+    double tabled = rs_pert_quantile(&pt, 0.3);
+    rs_pert_free(&pt);
+    assert_null(pt.knots);
+    rs_pert_free(&pt);
+    assert_rel(rs_pert_quantile(&pt, 0.3), tabled, 1e-13);
+    rs_pert closed;
+    rs_pert_init(&closed, 0.0, 0.0, 1.0, 4.0);
+    assert_int_equal(rs_pert_init_table(&closed), RS_OK);
+    assert_null(closed.knots);
+    rs_pert_free(&closed);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Poisson
  * ------------------------------------------------------------------------------------------- */
@@ -969,6 +1141,10 @@ int main(void)
         cmocka_unit_test(test_pert_closed_forms),
         cmocka_unit_test(test_pert_large_shapes),
         cmocka_unit_test(test_pert_monotone_and_ends),
+        cmocka_unit_test(test_pert_table_vs_reference),
+        cmocka_unit_test(test_pert_table_scaled),
+        cmocka_unit_test(test_pert_table_deterministic),
+        cmocka_unit_test(test_pert_free_safety),
         cmocka_unit_test(test_poisson_zero),
         cmocka_unit_test(test_poisson_small),
         cmocka_unit_test(test_poisson_large),
