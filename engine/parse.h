@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "numtext.h"
 
 struct json_object;
 
@@ -79,8 +80,7 @@ enum { RS_OPTIONAL = 0, RS_REQUIRED = 1 };
 
 /* FNV-1a step over a 32-bit index as 4 little-endian bytes (the seedVar path hash). */
 uint64_t rs_fnv_index(uint64_t h, uint32_t index);
-/* Formats v for a message in its shortest exact form; returns buf (32 bytes). */
-const char *rs_num_text(double v, char buf[32]);
+
 /* The JSON type name of v for messages ("object", "string", "null", ...). */
 const char *rs_type_name(const struct json_object *v);
 /* Reads the string field key of obj and returns its index in names[0..n), reporting

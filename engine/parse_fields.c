@@ -248,17 +248,6 @@ static int str_is(const char *s, size_t len, const char *lit)
     return strlen(lit) == len && memcmp(s, lit, len) == 0;
 }
 
-/* Writes v with the fewest digits (15 to 17) that read back as the same double. Returns buf. */
-const char *rs_num_text(double v, char buf[32])
-{
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(buf, 32, "%.*g", digits, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    return buf;
-}
-
 /* =============================================================================================
  * Hash sets
  * ========================================================================================== */

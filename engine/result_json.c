@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "numtext.h"
 #include "sim.h"
 
 /* A json-c double that serializes as the shortest decimal that reads back exactly. Returns
@@ -22,16 +23,7 @@ static json_object *json_number(double x, int *oom)
     if (!isfinite(x))
         return NULL;
     char buf[32];
-    if (x == 0.0) {
-        snprintf(buf, sizeof(buf), "0");
-    } else {
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(buf, sizeof(buf), "%.*g", prec, x);
-            if (strtod(buf, NULL) == x)
-                break;
-        }
-    }
-    json_object *o = json_object_new_double_s(x, buf);
+    json_object *o = json_object_new_double_s(x, rs_num_text(x, buf));
     if (o == NULL)
         *oom = 1;
     return o;

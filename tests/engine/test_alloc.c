@@ -62,7 +62,7 @@ static const char *const REQUEST =
     "  {\"id\":\"b\",\"type\":\"leaf\",\"frequency\":{\"type\":\"poisson\",\"lambda\":2},"
     "   \"severity\":{\"type\":\"metalog\",\"percentiles\":[0.1,0.5,0.9],"
     "    \"quantiles\":[100,400,2000],\"lower\":0},"
-        "   \"controls\":[{\"type\":\"limit\",\"amount\":1500}]},"
+    "   \"controls\":[{\"type\":\"limit\",\"amount\":1500}]},"
     "  {\"id\":\"c\",\"type\":\"leaf\",\"frequency\":{\"type\":\"bernoulli\",\"p\":0.1},"
     "   \"severity\":{\"type\":\"pert\",\"min\":10,\"mode\":50,\"max\":400}}]}]}}";
 
