@@ -6,13 +6,14 @@
  * the sum of its children's, recomputed chunk by chunk in a fixed order (first child first) so
  * it is the same number whatever the chunking. For each node:
  *   pass 1 copies its nonzero losses in trial order and sums them (the mean);
- *   a binning pass puts each loss in the bin of the loss exceedance curve's ticks it falls in,
- *           keeping per-bin counts and sums (the curve, the spread around the mean);
- *   the quantiles are selected inside the few bins that hold them, and each tail sum (TVaR)
- *           is the sums of the bins above plus a scan of the quantile's bin;
+ *   a bucket pass counts and sums the losses in fine buckets cut by the top bits of their
+ *           doubles, and counts them per bin of the loss exceedance curve's ticks (the
+ *           curve, the spread around the mean);
+ *   the quantiles are selected inside the few buckets that hold them, and each tail sum
+ *           (TVaR) is the sums of the buckets above plus a scan of the quantile's bucket;
  *   for a portfolio, a last pass sums each child's losses over the portfolio's tail trials
  *           (tail contributions).
- * Every floating-point sum runs in one fixed order (trial order, or a fixed order of bins), so
+ * Every floating-point sum runs in one fixed order (trial order, or a fixed order of buckets), so
  * results are bit-for-bit the same whatever the threads and chunks. Nodes are independent of
  * each other, so threads take whole nodes.
  */
@@ -337,7 +338,7 @@ static void scan_tail(const double *v, size_t len, double x, ksum *sum, uint64_t
 }
 
 /* Selects every wanted position directly in buf (smallest first, each right of the previous
- * one) and scans buf for each tail. Used when the wanted bins hold too many losses to copy. */
+ * one) and scans buf for each tail. Used when the wanted buckets hold too many losses to copy. */
 static void select_in_place(double *buf, size_t nnz, order_stat *want, size_t nwant)
 {
     size_t lo = 0;
