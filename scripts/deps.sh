@@ -4,7 +4,7 @@
 # both start here. Usage: scripts/deps.sh build|test
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libjson-c-dev)
+build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite3)
 test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3)
 
 want=("${build_pkgs[@]}")
