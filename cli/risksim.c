@@ -326,7 +326,10 @@ static int parse_simulate_options(int argc, char **argv, simulate_options *o)
             o->pretty = true;
         } else if ((m = option_value(argc, argv, &i, "--trials", &value)) != 0) {
             if (m < 0 || parse_uint(value, 1, limits.max_trials, &n) != 0) {
-                return simulate_usage_error("--trials needs an integer in [1, max trials]", value);
+                char what[64];
+                snprintf(what, sizeof what, "--trials needs an integer in [1, %llu]",
+                         (unsigned long long)limits.max_trials);
+                return simulate_usage_error(what, value);
             }
             o->have_trials = true;
             o->trials = n;
