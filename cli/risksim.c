@@ -8,8 +8,11 @@
  * with a progress bar on stderr and Ctrl-C cancellation. The request and result formats are the
  * service's, so a request can be tried here before it is posted, and a result printed here is
  * the service's result for the same request and seed. Subcommands live in one small table
- * (commands[] below) so that `risksim watch` and `risksim db ...` join later without touching
- * the dispatcher. The exit codes are a contract for scripts, documented in docs/cli.md.
+ * (commands[] below) so that `risksim watch` and others join without touching the dispatcher.
+ * `risksim db ...` and `risksim jobs ...` administer the service's job database through
+ * risksim/db.h only (no SQL in this file): create or migrate it, read its figures, prune it,
+ * and list, show or cancel jobs. The exit codes are a contract for scripts, documented in
+ * docs/cli.md.
  */
 #include <errno.h>
 #include <math.h>
@@ -25,6 +28,7 @@
 
 #include <json-c/json.h>
 
+#include "risksim/db.h"
 #include "risksim/engine.h"
 
 #ifndef RISKSIM_VERSION
@@ -810,6 +814,514 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * risksim db and risksim jobs: administration of the job database through risksim/db.h. No SQL
+ * here: every read and write is a call of the db library, which owns the transactions.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Default retention of `risksim db prune`: 7 days. */
+#define CLI_DEFAULT_RETENTION_S ((uint64_t)7 * 24 * 3600)
+
+/* Largest --retention: its milliseconds must fit an int64_t with room for "now" subtracted. */
+#define CLI_MAX_RETENTION_S ((uint64_t)1000000000000u)
+
+/* Largest --batch of `risksim db prune`. */
+#define CLI_MAX_PRUNE_BATCH 100000u
+
+/* Default --limit of `risksim jobs list`. */
+#define CLI_DEFAULT_LIST_LIMIT 50u
+
+/* Which options a subcommand accepts (admin_subcommand.accepts). */
+enum {
+    ADMIN_OPT_RETENTION = 1u << 0,
+    ADMIN_OPT_BATCH = 1u << 1,
+    ADMIN_OPT_STATUS = 1u << 2,
+    ADMIN_OPT_LIMIT = 1u << 3,
+    ADMIN_OPT_ID = 1u << 4 /* one positional job id, required */
+};
+
+/* The parsed arguments of one `risksim db ...` or `risksim jobs ...` call. */
+typedef struct admin_options {
+    const char *command;    /* "db" or "jobs" */
+    const char *subcommand; /* "stats", "list", ... */
+    const char *db_path;
+    const char *id;
+    uint64_t retention_s;
+    uint64_t batch; /* 0: the library's default */
+    bool have_status;
+    rsdb_state status;
+    uint64_t limit;
+} admin_options;
+
+/* One subcommand: its name, whether it may create the file, the options it accepts, the role its
+ * connection opens with (the role decides synchronous; docs/internals.md, "Durability") and what it
+ * does once the database is open. run returns the exit code. */
+typedef struct admin_subcommand {
+    const char *name;
+    bool creates; /* may create a missing database file */
+    unsigned accepts;
+    rsdb_role role;
+    int (*run)(rsdb *db, const admin_options *o);
+} admin_subcommand;
+
+/* Milliseconds since the Unix epoch (the db library's clock; 0 if it cannot be read). */
+static int64_t epoch_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        return 0;
+    }
+    return (int64_t)ts.tv_sec * 1000 + (int64_t)(ts.tv_nsec / 1000000);
+}
+
+/* Formats a time in ms since the epoch as "2026-11-22T03:31:37.123Z", or "-" for 0. */
+static void format_time_ms(int64_t ms, char *buf, size_t size)
+{
+    if (ms <= 0) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL) {
+        snprintf(buf, size, "%lld", (long long)ms);
+        return;
+    }
+    char date[32];
+    if (strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, size, "%lld", (long long)ms);
+        return;
+    }
+    snprintf(buf, size, "%s.%03dZ", date, (int)(ms % 1000));
+}
+
+/* Prints "risksim CMD SUB: what: <description>[: <SQLite detail>]" on stderr for a failed db
+ * call and returns CLI_EXIT_FAILURE. db may be NULL (no detail then). */
+static int report_db_error(const admin_options *o, const char *what, const rsdb *db, rsdb_err err)
+{
+    const char *detail = db != NULL ? rsdb_errmsg(db) : "";
+    fprintf(stderr, "risksim %s %s: %s: %s%s%s\n", o->command, o->subcommand, what,
+            rsdb_strerror(err), detail[0] != '\0' ? ": " : "", detail);
+    return CLI_EXIT_FAILURE;
+}
+
+/* Checks that stdout took everything. Returns CLI_EXIT_OK, or CLI_EXIT_FAILURE after saying
+ * why. */
+static int finish_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "risksim: stdout: %s\n", strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* risksim db migrate: the open itself created or migrated the file. */
+static int run_db_migrate(rsdb *db, const admin_options *o)
+{
+    (void)db;
+    printf("%s: schema version %d\n", o->db_path, RSDB_SCHEMA_VERSION);
+    return finish_stdout();
+}
+
+/* Prints the figures of rsdb_stats, one "name: value" line each. */
+static void print_stats(const rsdb_stats *s)
+{
+    for (int st = RSDB_QUEUED; st <= RSDB_CANCELLED; st++) {
+        char label[32];
+        snprintf(label, sizeof label, "jobs %s:", rsdb_state_name((rsdb_state)st));
+        printf("%-20s %llu\n", label, (unsigned long long)s->jobs[st]);
+    }
+    printf("%-20s %llu\n", "queue depth:", (unsigned long long)s->queue_depth);
+    printf("%-20s %.3f s\n", "oldest queued age:", (double)s->oldest_queued_ms / 1000.0);
+    printf("%-20s %lld bytes\n", "WAL size:", (long long)s->wal_bytes);
+    printf("%-20s %llu (gave up %llu; this connection only)\n",
+           "busy retries:", (unsigned long long)s->busy_retries,
+           (unsigned long long)s->busy_failures);
+}
+
+/* risksim db stats: jobs by state, queue depth, oldest queued age, WAL size, busy retries. */
+static int run_db_stats(rsdb *db, const admin_options *o)
+{
+    rsdb_stats s;
+    rsdb_err err = rsdb_stats_get(db, epoch_ms(), &s);
+    if (err != RSDB_OK) {
+        return report_db_error(o, o->db_path, db, err);
+    }
+    print_stats(&s);
+    return finish_stdout();
+}
+
+/* risksim db prune: deletes finished jobs older than the retention, in batches. */
+static int run_db_prune(rsdb *db, const admin_options *o)
+{
+    size_t deleted = 0;
+    rsdb_err err =
+        rsdb_prune(db, epoch_ms(), (int64_t)o->retention_s * 1000, (size_t)o->batch, &deleted);
+    if (err != RSDB_OK) {
+        /* Earlier batches committed: say how many went before the failure. */
+        fprintf(stderr, "risksim db prune: %zu job(s) pruned before the failure\n", deleted);
+        return report_db_error(o, o->db_path, db, err);
+    }
+    printf("pruned %zu finished job(s) older than %llu s\n", deleted,
+           (unsigned long long)o->retention_s);
+    return finish_stdout();
+}
+
+/* risksim db check: the open checks the schema version and WAL mode; rsdb_check then reads
+ * the whole file (SQLite's integrity check and the foreign key check). */
+static int run_db_check(rsdb *db, const admin_options *o)
+{
+    char report[512];
+    rsdb_err err = rsdb_check(db, report, sizeof report);
+    if (err == RSDB_ECORRUPT) {
+        fprintf(stderr, "risksim: %s: damaged: %s\n", o->db_path, report);
+        return CLI_EXIT_FAILURE;
+    }
+    if (err != RSDB_OK) {
+        return report_db_error(o, o->db_path, db, err);
+    }
+    rsdb_stats s;
+    err = rsdb_stats_get(db, epoch_ms(), &s);
+    if (err != RSDB_OK) {
+        return report_db_error(o, o->db_path, db, err);
+    }
+    uint64_t total = 0;
+    for (int st = RSDB_QUEUED; st <= RSDB_CANCELLED; st++) {
+        total += s.jobs[st];
+    }
+    printf("%s: ok: schema version %d, integrity and foreign keys checked, %llu jobs\n", o->db_path,
+           RSDB_SCHEMA_VERSION, (unsigned long long)total);
+    return finish_stdout();
+}
+
+/* risksim jobs list: newest first, one line per job. */
+static int run_jobs_list(rsdb *db, const admin_options *o)
+{
+    rsdb_job_list list = {0};
+    rsdb_err err = rsdb_job_list_page(db, o->have_status ? &o->status : NULL, 0, NULL,
+                                      (size_t)o->limit, &list);
+    if (err != RSDB_OK) {
+        return report_db_error(o, o->db_path, db, err);
+    }
+    printf("%-26s  %-9s  %21s  %8s  %-24s  %s\n", "id", "state", "trials done/total", "attempts",
+           "created", "finished");
+    for (size_t i = 0; i < list.count; i++) {
+        const rsdb_job *j = &list.items[i];
+        char created[40], finished[40], trials[48];
+        format_time_ms(j->created_ms, created, sizeof created);
+        format_time_ms(j->finished_ms, finished, sizeof finished);
+        snprintf(trials, sizeof trials, "%llu/%llu", (unsigned long long)j->trials_done,
+                 (unsigned long long)j->trials);
+        printf("%-26s  %-9s  %21s  %8lu  %-24s  %s\n", j->id, rsdb_state_name(j->state), trials,
+               (unsigned long)j->attempts, created, finished);
+    }
+    rsdb_job_list_clear(&list);
+    return finish_stdout();
+}
+
+/* Prints "label value" when value is set. */
+static void print_field(const char *label, const char *value)
+{
+    if (value != NULL) {
+        printf("%-18s %s\n", label, value);
+    }
+}
+
+/* risksim jobs show ID: every stored field, then the request and result JSON as stored. */
+static int run_jobs_show(rsdb *db, const admin_options *o)
+{
+    rsdb_job *j = NULL;
+    rsdb_err err = rsdb_job_get(db, o->id, &j);
+    if (err == RSDB_ENOTFOUND) {
+        fprintf(stderr, "risksim jobs show: no job with id %s in %s\n", o->id, o->db_path);
+        return CLI_EXIT_FAILURE;
+    }
+    if (err != RSDB_OK) {
+        return report_db_error(o, o->id, db, err);
+    }
+    char t[40];
+    printf("%-18s %s\n", "id:", j->id);
+    printf("%-18s %s\n", "state:", rsdb_state_name(j->state));
+    printf("%-18s %llu/%llu\n", "trials done:", (unsigned long long)j->trials_done,
+           (unsigned long long)j->trials);
+    printf("%-18s %lu\n", "attempts:", (unsigned long)j->attempts);
+    printf("%-18s %s\n", "cancel requested:", j->cancel_requested ? "yes" : "no");
+    format_time_ms(j->created_ms, t, sizeof t);
+    printf("%-18s %s\n", "created:", t);
+    format_time_ms(j->started_ms, t, sizeof t);
+    printf("%-18s %s\n", "started:", t);
+    format_time_ms(j->finished_ms, t, sizeof t);
+    printf("%-18s %s\n", "finished:", t);
+    if (j->lease_owner != NULL) {
+        format_time_ms(j->lease_until_ms, t, sizeof t);
+        printf("%-18s %s until %s\n", "lease:", j->lease_owner, t);
+    }
+    print_field("error code:", j->error_code);
+    print_field("error message:", j->error_message);
+    print_field("idempotency key:", j->idempotency_key);
+    print_field("request:", j->request);
+    print_field("result:", j->result);
+    rsdb_job_free(j);
+    return finish_stdout();
+}
+
+/* risksim jobs cancel ID: queued jobs are cancelled at once, running ones get a cancel
+ * request, finished ones are left as they are (exit 0 in every case, like a repeated cancel). */
+static int run_jobs_cancel(rsdb *db, const admin_options *o)
+{
+    rsdb_state state = RSDB_QUEUED;
+    rsdb_err err = rsdb_job_cancel(db, o->id, epoch_ms(), &state);
+    if (err == RSDB_ENOTFOUND) {
+        fprintf(stderr, "risksim jobs cancel: no job with id %s in %s\n", o->id, o->db_path);
+        return CLI_EXIT_FAILURE;
+    }
+    if (err != RSDB_OK) {
+        return report_db_error(o, o->id, db, err);
+    }
+    if (state == RSDB_CANCELLED) {
+        printf("%s: cancelled\n", o->id);
+    } else if (state == RSDB_RUNNING) {
+        printf("%s: running; cancel requested (its worker stops at its next progress write)\n",
+               o->id);
+    } else {
+        printf("%s: already %s; nothing changed\n", o->id, rsdb_state_name(state));
+    }
+    return finish_stdout();
+}
+
+static const admin_subcommand db_subcommands[] = {
+    {"migrate", true, 0, RSDB_ROLE_WORKER, run_db_migrate},
+    {"stats", false, 0, RSDB_ROLE_READER, run_db_stats},
+    {"prune", false, ADMIN_OPT_RETENTION | ADMIN_OPT_BATCH, RSDB_ROLE_WORKER, run_db_prune},
+    {"check", false, 0, RSDB_ROLE_READER, run_db_check},
+};
+
+/* A cancel is what DELETE /simulations/{id} does on a request thread: it opens as one. */
+static const admin_subcommand jobs_subcommands[] = {
+    {"list", false, ADMIN_OPT_STATUS | ADMIN_OPT_LIMIT, RSDB_ROLE_READER, run_jobs_list},
+    {"show", false, ADMIN_OPT_ID, RSDB_ROLE_READER, run_jobs_show},
+    {"cancel", false, ADMIN_OPT_ID, RSDB_ROLE_ACCEPT, run_jobs_cancel},
+};
+
+/* Prints the help of `risksim db` to out. */
+static void usage_db(FILE *out)
+{
+    fprintf(out,
+            "usage: risksim db migrate --db FILE\n"
+            "       risksim db stats --db FILE\n"
+            "       risksim db prune --db FILE [--retention SECONDS] [--batch N]\n"
+            "       risksim db check --db FILE\n"
+            "\n"
+            "Administers the job database (SQLite) that the service shares:\n"
+            "  migrate  create FILE, or bring it to this version's schema; print the version\n"
+            "  stats    jobs by state, queue depth, oldest queued age, WAL size, busy retries\n"
+            "  prune    delete finished jobs (and their events) older than the retention\n"
+            "  check    verify FILE: integrity and foreign-key checks of the whole file\n"
+            "\n"
+            "Options:\n"
+            "  --db FILE            the database file (required; only migrate creates it)\n"
+            "  --retention SECONDS  prune: keep finished jobs younger than this\n"
+            "                       (default %llu, 7 days)\n"
+            "  --batch N            prune: jobs deleted per transaction (default 500; at most %u)\n"
+            "  -h, --help           show this help\n"
+            "\n"
+            "Exit status: 0 done, 1 failure, 64 usage error.\n",
+            (unsigned long long)CLI_DEFAULT_RETENTION_S, CLI_MAX_PRUNE_BATCH);
+}
+
+/* Prints the help of `risksim jobs` to out. */
+static void usage_jobs(FILE *out)
+{
+    fprintf(out,
+            "usage: risksim jobs list --db FILE [--status S] [--limit N]\n"
+            "       risksim jobs show --db FILE ID\n"
+            "       risksim jobs cancel --db FILE ID\n"
+            "\n"
+            "Lists, shows or cancels the jobs of a job database:\n"
+            "  list     jobs newest first, one a line\n"
+            "  show     every field of job ID, with its request and result JSON\n"
+            "  cancel   cancel job ID: a queued job at once, a running one at its next\n"
+            "           progress write; a finished job is left unchanged\n"
+            "\n"
+            "Options:\n"
+            "  --db FILE     the database file (required; must exist)\n"
+            "  --status S    list: only jobs in state S (queued, running, completed, failed,\n"
+            "                cancelled)\n"
+            "  --limit N     list: at most N jobs (default %u; at most %u)\n"
+            "  -h, --help    show this help\n"
+            "\n"
+            "Exit status: 0 done, 1 failure (including an unknown ID), 64 usage error.\n",
+            CLI_DEFAULT_LIST_LIMIT, RSDB_LIST_MAX);
+}
+
+/* Reports a usage error of `risksim CMD` ("what: arg" on stderr, then the usage) and returns
+ * CLI_EXIT_USAGE. arg may be NULL. */
+static int admin_usage_error(const admin_options *o, void (*usage)(FILE *), const char *what,
+                             const char *arg)
+{
+    fprintf(stderr, "risksim %s%s%s: %s%s%s\n\n", o->command, o->subcommand != NULL ? " " : "",
+            o->subcommand != NULL ? o->subcommand : "", what, arg != NULL ? ": " : "",
+            arg != NULL ? arg : "");
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}
+
+/* Parses a state name ("queued", ...) into *out. Returns 0, or -1 for an unknown name. */
+static int parse_state(const char *text, rsdb_state *out)
+{
+    for (int st = RSDB_QUEUED; st <= RSDB_CANCELLED; st++) {
+        if (strcmp(text, rsdb_state_name((rsdb_state)st)) == 0) {
+            *out = (rsdb_state)st;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Parses the arguments after the subcommand (argv[0] is the command, argv[1] the subcommand)
+ * into *o, accepting only what sub accepts. Returns -1 to run, or an exit code: CLI_EXIT_OK
+ * after printing the help, CLI_EXIT_USAGE after printing what was wrong and the usage. */
+static int parse_admin_options(int argc, char **argv, const admin_subcommand *sub,
+                               void (*usage)(FILE *), admin_options *o)
+{
+    bool options_done = false;
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = NULL;
+        uint64_t n = 0;
+        int m;
+
+        if (options_done || arg[0] != '-') {
+            if (!(sub->accepts & ADMIN_OPT_ID)) {
+                return admin_usage_error(o, usage, "unexpected argument", arg);
+            }
+            if (o->id != NULL) {
+                return admin_usage_error(o, usage, "more than one job id", arg);
+            }
+            o->id = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            options_done = true;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        } else if ((m = option_value(argc, argv, &i, "--db", &value)) != 0) {
+            if (m < 0 || value[0] == '\0') {
+                return admin_usage_error(o, usage, "--db needs a file name", NULL);
+            }
+            o->db_path = value;
+        } else if ((sub->accepts & ADMIN_OPT_RETENTION) &&
+                   (m = option_value(argc, argv, &i, "--retention", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 0, CLI_MAX_RETENTION_S, &n) != 0) {
+                return admin_usage_error(o, usage, "--retention needs a number of seconds", value);
+            }
+            o->retention_s = n;
+        } else if ((sub->accepts & ADMIN_OPT_BATCH) &&
+                   (m = option_value(argc, argv, &i, "--batch", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 1, CLI_MAX_PRUNE_BATCH, &n) != 0) {
+                return admin_usage_error(o, usage, "--batch needs an integer in [1, 100000]",
+                                         value);
+            }
+            o->batch = n;
+        } else if ((sub->accepts & ADMIN_OPT_STATUS) &&
+                   (m = option_value(argc, argv, &i, "--status", &value)) != 0) {
+            if (m < 0 || parse_state(value, &o->status) != 0) {
+                return admin_usage_error(
+                    o, usage, "--status needs queued, running, completed, failed or cancelled",
+                    value);
+            }
+            o->have_status = true;
+        } else if ((sub->accepts & ADMIN_OPT_LIMIT) &&
+                   (m = option_value(argc, argv, &i, "--limit", &value)) != 0) {
+            if (m < 0 || parse_uint(value, 1, RSDB_LIST_MAX, &n) != 0) {
+                return admin_usage_error(o, usage, "--limit needs an integer in [1, 1000]", value);
+            }
+            o->limit = n;
+        } else {
+            return admin_usage_error(o, usage, "unknown option", arg);
+        }
+    }
+    if (o->db_path == NULL) {
+        return admin_usage_error(o, usage, "missing --db FILE", NULL);
+    }
+    if ((sub->accepts & ADMIN_OPT_ID) && o->id == NULL) {
+        return admin_usage_error(o, usage, "missing the job id", NULL);
+    }
+    return -1;
+}
+
+/* Runs `risksim CMD SUB ...` with sub chosen from table (n entries): parses, opens the database
+ * with the subcommand's role (only "migrate" may create the file) and runs it. Returns the exit
+ * code. */
+static int run_admin(int argc, char **argv, const admin_subcommand *table, size_t n,
+                     void (*usage)(FILE *))
+{
+    admin_options o;
+    memset(&o, 0, sizeof o);
+    o.command = argv[0];
+    o.retention_s = CLI_DEFAULT_RETENTION_S;
+    o.limit = CLI_DEFAULT_LIST_LIMIT;
+    if (argc < 2) {
+        return admin_usage_error(&o, usage, "missing the subcommand", NULL);
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    const admin_subcommand *sub = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(table[i].name, argv[1]) == 0) {
+            sub = &table[i];
+        }
+    }
+    if (sub == NULL) {
+        return admin_usage_error(&o, usage, "unknown subcommand", argv[1]);
+    }
+    o.subcommand = sub->name;
+    int rc = parse_admin_options(argc, argv, sub, usage, &o);
+    if (rc >= 0) {
+        return rc;
+    }
+
+    /* rsdb_open creates a missing file: only migrate should, so that a mistyped path is an
+     * error instead of a new empty database. */
+    if (!sub->creates && access(o.db_path, F_OK) != 0) {
+        fprintf(stderr, "risksim %s %s: %s: %s\n", o.command, o.subcommand, o.db_path,
+                strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    rsdb_options options;
+    rsdb_options_default(&options);
+    options.role = sub->role;
+    rsdb *db = NULL;
+    char errbuf[256] = "";
+    rsdb_err err = rsdb_open(o.db_path, &options, &db, errbuf, sizeof errbuf);
+    if (err != RSDB_OK) {
+        fprintf(stderr, "risksim %s %s: %s: %s%s%s\n", o.command, o.subcommand, o.db_path,
+                rsdb_strerror(err), errbuf[0] != '\0' ? ": " : "", errbuf);
+        return CLI_EXIT_FAILURE;
+    }
+    rc = sub->run(db, &o);
+    rsdb_free(db);
+    return rc;
+}
+
+/* risksim db SUBCOMMAND --db FILE [options]. Returns the exit code. */
+static int cmd_db(int argc, char **argv)
+{
+    return run_admin(argc, argv, db_subcommands, sizeof db_subcommands / sizeof db_subcommands[0],
+                     usage_db);
+}
+
+/* risksim jobs SUBCOMMAND --db FILE [options]. Returns the exit code. */
+static int cmd_jobs(int argc, char **argv)
+{
+    return run_admin(argc, argv, jobs_subcommands,
+                     sizeof jobs_subcommands / sizeof jobs_subcommands[0], usage_jobs);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The command table and the dispatcher
  * ------------------------------------------------------------------------------------------- */
 
@@ -827,6 +1339,10 @@ static void usage_help(FILE *out);
 static const cli_command commands[] = {
     {"simulate", "[options] FILE|-", "run a simulation request here and print the result",
      cmd_simulate, usage_simulate},
+    {"db", "SUBCOMMAND --db FILE", "migrate, inspect, prune or check the job database", cmd_db,
+     usage_db},
+    {"jobs", "SUBCOMMAND --db FILE", "list, show or cancel the jobs of the job database", cmd_jobs,
+     usage_jobs},
     {"help", "[COMMAND]", "show this overview, or the options of COMMAND", cmd_help, usage_help},
 };
 

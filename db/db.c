@@ -125,6 +125,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
                  "WHERE finished IS NOT NULL AND finished < ?1 ORDER BY finished LIMIT ?2)",
     [ST_STATS_STATES] = "SELECT state, count(*) FROM jobs GROUP BY state",
     [ST_OLDEST_QUEUED] = "SELECT min(created) FROM jobs WHERE state = 'queued'",
+    [ST_INTEGRITY] = "PRAGMA integrity_check(1)",
+    [ST_FK_CHECK] = "PRAGMA foreign_key_check",
 };
 
 const char *rsdb_strerror(rsdb_err err)

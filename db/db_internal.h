@@ -39,6 +39,8 @@ typedef enum db_stmt {
     ST_PRUNE,
     ST_STATS_STATES,
     ST_OLDEST_QUEUED,
+    ST_INTEGRITY,
+    ST_FK_CHECK,
     ST_COUNT_
 } db_stmt;
 

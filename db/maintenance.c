@@ -6,6 +6,7 @@
  * maintenance thread calls these on a timer. Pruning works in small transactions so that
  * request threads waiting for the write lock are never held up for long.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "db_internal.h"
@@ -136,4 +137,43 @@ rsdb_err rsdb_stats_get(rsdb *db, int64_t now_ms, rsdb_stats *out)
     out->busy_retries = db->busy_retries;
     out->busy_failures = db->busy_failures;
     return RSDB_OK;
+}
+
+/* Runs a check statement: integrity_check answers one row "ok" when all is well; the foreign
+ * key check answers no row. Anything else goes into report as a problem. */
+static rsdb_err run_check(rsdb *db, db_stmt id, int expect_ok, char *report, size_t report_len)
+{
+    rsdb_err err = RSDB_OK;
+    sqlite3_stmt *stmt = db_stmt_get(db, id, &err);
+    if (stmt == NULL)
+        return err;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        if (!(expect_ok && text != NULL && strcmp(text, "ok") == 0)) {
+            if (report != NULL && report_len > 0)
+                snprintf(report, report_len, "%s: %s",
+                         id == ST_INTEGRITY ? "integrity_check" : "foreign_key_check",
+                         text != NULL ? text : "a row references a missing job");
+            err = RSDB_ECORRUPT;
+        }
+    } else if (rc != SQLITE_DONE) {
+        err = db_fail(db, rc, "check");
+    } else if (expect_ok) {
+        err = RSDB_ECORRUPT; /* integrity_check always answers a row */
+    }
+    db_reset(stmt);
+    return err;
+}
+
+rsdb_err rsdb_check(rsdb *db, char *report, size_t report_len)
+{
+    if (db == NULL)
+        return RSDB_EINVAL;
+    if (report != NULL && report_len > 0)
+        report[0] = '\0';
+    rsdb_err err = run_check(db, ST_INTEGRITY, 1, report, report_len);
+    if (err == RSDB_OK)
+        err = run_check(db, ST_FK_CHECK, 0, report, report_len);
+    return err;
 }

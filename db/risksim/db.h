@@ -306,6 +306,12 @@ typedef struct rsdb_stats {
 /* Fills *out. Returns RSDB_OK or a database error. */
 rsdb_err rsdb_stats_get(rsdb *db, int64_t now_ms, rsdb_stats *out);
 
+/* Verifies the whole database file (SQLite's integrity check, then the foreign key check).
+ * Returns RSDB_OK when both pass, RSDB_ECORRUPT with the first problem written to report
+ * (report_len bytes, may be NULL) when one does not, or another error when the check could
+ * not run. Reads the whole file: meant for `risksim db check`, not for a request path. */
+rsdb_err rsdb_check(rsdb *db, char *report, size_t report_len);
+
 #ifdef __cplusplus
 }
 #endif

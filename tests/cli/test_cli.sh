@@ -5,7 +5,9 @@
 # This runs the real binary on a real request and checks that contract: exit 0 with valid
 # result JSON, 2 with the JSON pointer of an invalid field, 64 for bad options, 1 for unreadable
 # or oversized input, every node id in --summary, byte-identical results for 1 and 2 threads
-# (only durationMs may differ), and 130 with "cancelled" after SIGINT or SIGTERM mid-run.
+# (only durationMs may differ), 130 with "cancelled" after SIGINT or SIGTERM mid-run, and
+# `risksim db` / `risksim jobs` on a temporary database (migrate, stats, check, prune, list, and
+# exit 1 for an unknown job id).
 #
 # Usage: test_cli.sh RISKSIM_BINARY SOURCE_DIR
 # Needs bash and python3. Prints one "ok"/"not ok" line per check; exits 1 if any failed.
@@ -268,6 +270,55 @@ for sig in INT TERM; do
         ok "SIG$sig mid-run: exit 130, 'cancelled', no result"
     else
         fail "SIG$sig mid-run: exit $rc, expected 130 and 'cancelled' on stderr"
+    fi
+done
+
+# --- risksim db and risksim jobs on a temporary database ------------------------------------------
+
+# The CLI has no way to enqueue a job (only the service does), so these checks cover the empty
+# database; the job operations themselves are tested through db.h in tests/db/.
+db="$tmp/jobs.db"
+run 1 "db stats on a missing file" db stats --db "$db" && [ ! -e "$db" ] &&
+    grep -q 'jobs.db' "$tmp/err" && ok "db stats on a missing file: exit 1, file not created"
+run 0 "db migrate" db migrate --db "$db" && grep -q 'schema version 1$' "$tmp/out" && [ -f "$db" ] &&
+    ok "db migrate creates the file and prints the schema version"
+run 0 "db migrate again" db migrate --db "$db" && grep -q 'schema version 1$' "$tmp/out" &&
+    ok "db migrate of an up-to-date file"
+if run 0 "db stats" db stats --db "$db"; then
+    if grep -q '^jobs queued: *0$' "$tmp/out" && grep -q '^queue depth: *0$' "$tmp/out" &&
+        grep -q '^WAL size:' "$tmp/out" && grep -q '^busy retries: *0 ' "$tmp/out" &&
+        [ "$(grep -c '^jobs ' "$tmp/out")" -eq 5 ]; then
+        ok "db stats on an empty database: 5 states, queue depth 0, WAL size, busy retries"
+    else
+        fail "db stats on an empty database"
+    fi
+fi
+run 0 "db check" db check --db "$db" && grep -q ': ok: ' "$tmp/out" && ok "db check: ok"
+run 0 "db prune" db prune --db "$db" && grep -q '^pruned 0 ' "$tmp/out" && ok "db prune prints 0"
+run 0 "db prune --retention 0 --batch 10" db prune --db "$db" --retention 0 --batch 10 &&
+    grep -q '^pruned 0 .* 0 s$' "$tmp/out" && ok "db prune --retention 0 --batch 10"
+run 0 "jobs list" jobs list --db "$db" && [ "$(wc -l <"$tmp/out")" -eq 1 ] &&
+    grep -q '^id ' "$tmp/out" && ok "jobs list on an empty database: only the header"
+run 0 "jobs list --status" jobs list --db "$db" --status queued --limit 5 &&
+    [ "$(wc -l <"$tmp/out")" -eq 1 ] && ok "jobs list --status queued --limit 5"
+unknown=0123456789ABCDEFGHJKMNPQRS
+run 1 "jobs show unknown" jobs show --db "$db" "$unknown" && grep -q 'no job' "$tmp/err" &&
+    ok "jobs show of an unknown id: exit 1"
+run 1 "jobs cancel unknown" jobs cancel --db "$db" "$unknown" && grep -q 'no job' "$tmp/err" &&
+    ok "jobs cancel of an unknown id: exit 1"
+run 1 "jobs show malformed" jobs show --db "$db" not-an-id && ok "jobs show of a malformed id: exit 1"
+printf 'not a database, just text\n' >"$tmp/bad.db"
+run 1 "db check of a non-database" db check --db "$tmp/bad.db" && grep -q 'not a database' "$tmp/err" &&
+    ok "db check of a non-database: exit 1 with the reason"
+run 0 "help db" help db && grep -q -- '--retention' "$tmp/out" && ok "help db"
+run 0 "jobs --help" jobs --help && grep -q -- '--status' "$tmp/out" && ok "jobs --help"
+for args in "db" "db frobnicate --db $db" "db stats" "db stats --db" "db prune --db $db --batch 0" \
+    "db prune --db $db --retention -1" "db stats --db $db --limit 3" "db stats --db $db extra" \
+    "jobs list --db $db --status done" "jobs list --db $db --limit 0" \
+    "jobs list --db $db --limit 1001" "jobs show --db $db" "jobs cancel --db $db a b"; do
+    # shellcheck disable=SC2086 # word splitting of $args is intended
+    if run 64 "usage error '$args'" $args && grep -q 'usage:' "$tmp/err"; then
+        ok "usage error '$args': exit 64 with usage"
     fi
 done
 

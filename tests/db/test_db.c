@@ -807,6 +807,24 @@ static void test_stats(void **state)
     assert_int_equal(s.oldest_queued_ms, 0);
 }
 
+/* rsdb_check passes on a healthy file and reports an event whose job is gone (written behind
+ * the library's back with foreign keys off) as damage, naming the check. */
+static void test_check(void **state)
+{
+    fixture *fx = *state;
+    char a[RSDB_ID_SIZE];
+    enqueue(fx->db, 100, a);
+    char report[256] = "unchanged";
+    assert_int_equal(rsdb_check(fx->db, report, sizeof report), RSDB_OK);
+    assert_string_equal(report, "");
+    sql_exec(fx, "PRAGMA foreign_keys=OFF; INSERT INTO events(job_id, type, data, ts) "
+                 "VALUES ('0000000000000000000000NONE', 'status', '{}', 1)");
+    assert_int_equal(rsdb_check(fx->db, report, sizeof report), RSDB_ECORRUPT);
+    assert_non_null(strstr(report, "foreign_key_check"));
+    assert_int_equal(rsdb_check(fx->db, NULL, 0), RSDB_ECORRUPT);
+    assert_int_equal(rsdb_check(NULL, NULL, 0), RSDB_EINVAL);
+}
+
 /* A writer that holds the lock longer than busy_timeout and every retry: the call gives up with
  * RSDB_EBUSY, counts its retries, and writes nothing; once the lock is gone it succeeds. */
 static void test_busy_retries(void **state)
@@ -939,6 +957,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
     };
