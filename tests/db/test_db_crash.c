@@ -22,7 +22,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -34,11 +33,9 @@
 #include <unistd.h>
 
 #include "risksim/db.h"
+#include "tmpdir.h"
 
-typedef struct fixture {
-    char dir[64];
-    char path[128];
-} fixture;
+typedef db_tmpdir fixture;
 
 static const char *const REQUEST = "{\"trials\":100,\"seed\":7}";
 
@@ -77,34 +74,19 @@ static int setup(void **state)
     fixture *fx = calloc(1, sizeof(*fx));
     if (fx == NULL)
         return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/rsdb-crash-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL) {
+    if (db_tmpdir_make(fx, "rsdb-crash") != 0) {
         free(fx);
         return -1;
     }
-    snprintf(fx->path, sizeof(fx->path), "%s/jobs.db", fx->dir);
     *state = fx;
     return 0;
 }
 
-/* Removes every file left in the temporary directory (the database, its -wal and -shm, or a
- * rollback journal from a kill during creation), then the directory. */
+/* Removes every file the tests (and SQLite) left, then the directory. */
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    DIR *d = opendir(fx->dir);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[384];
-            snprintf(p, sizeof(p), "%s/%s", fx->dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(fx->dir);
+    db_tmpdir_remove(fx);
     free(fx);
     return 0;
 }

@@ -1,0 +1,23 @@
+/*
+ * A temporary directory holding one test database (shared by the db tests).
+ *
+ * Why this file exists: every db test binary works on real database files in a fresh
+ * directory and must leave nothing behind, whatever SQLite created beside the file (-wal,
+ * -shm, a rollback journal after a kill).
+ */
+#ifndef RISKSIM_TESTS_DB_TMPDIR_H
+#define RISKSIM_TESTS_DB_TMPDIR_H
+
+typedef struct db_tmpdir {
+    char dir[64];   /* /tmp/<prefix>-XXXXXX */
+    char path[128]; /* dir/jobs.db */
+} db_tmpdir;
+
+/* Creates a fresh directory /tmp/<prefix>-XXXXXX (prefix at most 32 bytes) and sets t->path to
+ * jobs.db inside it. Returns 0, or -1 when the directory cannot be made. */
+int db_tmpdir_make(db_tmpdir *t, const char *prefix);
+
+/* Removes every file in the directory, then the directory itself. */
+void db_tmpdir_remove(const db_tmpdir *t);
+
+#endif
