@@ -475,8 +475,11 @@ static void test_cancel_within_one_chunk(void **state)
     assert_int_equal(log2.calls, 2);
     assert_true(sampled == chunk);
 
-    /* two threads: cancelled, no progress after the cancel, and the workers stop long before
-     * the 2,000 chunks are done (each finishes at most the chunk it is in) */
+    /* two threads: cancelled, no progress after the cancel, and only whole chunks sampled. How
+     * many chunks the workers finished before the callback ran depends on the scheduler (under
+     * valgrind, which runs one thread at a time, possibly all of them), so the bound of one
+     * chunk per thread is checked exactly with one thread above, and here only that the run is
+     * cancelled even then. */
     for (int by_flag = 0; by_flag <= 1; by_flag++) {
         atomic_store(&flag, 0);
         progress_log log3 = {.cancel_at = 2, .flag = by_flag ? &flag : NULL};
@@ -489,7 +492,7 @@ static void test_cancel_within_one_chunk(void **state)
         assert_int_equal(rs_simulate(model, &opt2, &r), RS_ECANCELLED);
         assert_null(r);
         assert_int_equal(log3.calls, 2);
-        assert_true(sampled < rs_model_trials(model));
+        assert_true(sampled <= rs_model_trials(model));
         assert_true(sampled % chunk == 0);
     }
 
