@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "risksim/db.h"
+#include "tmpdir.h"
 
 typedef struct fixture {
     char dir[64];
@@ -114,20 +115,6 @@ static size_t event_count(rsdb *db, const char *id)
     return n;
 }
 
-/* Reads an integer with SQLite directly, as an independent check of the file. */
-static int64_t sql_int(const fixture *fx, const char *sql)
-{
-    sqlite3 *conn = NULL;
-    assert_int_equal(sqlite3_open_v2(fx->path, &conn, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_stmt *stmt = NULL;
-    assert_int_equal(sqlite3_prepare_v2(conn, sql, -1, &stmt, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(conn);
-    return v;
-}
-
 static void sql_exec(const fixture *fx, const char *sql)
 {
     sqlite3 *conn = NULL;
@@ -158,16 +145,17 @@ static void test_strerror(void **state)
 static void test_open_creates_schema(void **state)
 {
     fixture *fx = *state;
-    assert_int_equal(sql_int(fx, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                 "('jobs', 'events', 'jobs_queued', 'events_job', "
-                                 "'jobs_finished', 'jobs_idempotency')"),
+    assert_int_equal(db_sql_int(fx->path, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                          "('jobs', 'events', 'jobs_queued', 'events_job', "
+                                          "'jobs_finished', 'jobs_idempotency')"),
                      6);
-    assert_int_equal(sql_int(fx, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+    assert_int_equal(db_sql_int(fx->path, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"),
+                     1);
     /* Reopening an up-to-date database is fine and changes nothing. */
     rsdb *again = open_role(fx, RSDB_ROLE_READER);
     rsdb_free(again);
-    assert_int_equal(sql_int(fx, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
+    assert_int_equal(db_sql_int(fx->path, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
 }
 
 static void test_open_refuses_newer_schema(void **state)
@@ -181,7 +169,7 @@ static void test_open_refuses_newer_schema(void **state)
     assert_int_equal(rsdb_open(fx->path, NULL, &db, err, sizeof(err)), RSDB_ENEWER);
     assert_null(db);
     assert_non_null(strstr(err, "99"));
-    assert_int_equal(sql_int(fx, "PRAGMA user_version"), 99);
+    assert_int_equal(db_sql_int(fx->path, "PRAGMA user_version"), 99);
 }
 
 static void test_open_errors(void **state)
@@ -274,7 +262,7 @@ static void test_idempotency(void **state)
     assert_int_equal(rsdb_job_enqueue(fx->db, &other, 0, 13, again, &existing), RSDB_ECONFLICT);
     assert_int_equal(rsdb_job_store_completed(fx->db, &other, "{}", "{}", 13, again, &existing),
                      RSDB_ECONFLICT);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 1);
     assert_int_equal(event_count(fx->db, id), 1);
 
     /* Another key is another job. */
@@ -292,7 +280,7 @@ static void test_queue_full(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(rsdb_job_enqueue(fx->db, &spec, 3, i, id, NULL), RSDB_OK);
     assert_int_equal(rsdb_job_enqueue(fx->db, &spec, 3, 5, id, NULL), RSDB_EQUEUEFULL);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs"), 3);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 3);
     /* An idempotent repeat of a stored job is answered even with the queue full. */
     rsdb_job_spec keyed = {REQUEST, 1000, "k", "h"};
     assert_int_equal(rsdb_job_enqueue(fx->db, &keyed, 4, 6, id, NULL), RSDB_OK);
@@ -341,8 +329,8 @@ static void test_store_completed(void **state)
                      RSDB_EINVAL);
     assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "nope", 78, id, NULL),
                      RSDB_EINVAL);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs"), 1);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events"), 2);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), 2);
 }
 
 static void test_list_pagination(void **state)
@@ -754,13 +742,13 @@ static void test_prune_and_checkpoint(void **state)
     assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "{}", 5000, keep, NULL),
                      RSDB_OK);
     enqueue(fx->db, 0, queued); /* old but not finished: never pruned */
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events"), 51 * 2 + 1);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), 51 * 2 + 1);
 
     size_t deleted = 0;
     assert_int_equal(rsdb_prune(fx->db, 6000, 2000, 7, &deleted), RSDB_OK);
     assert_int_equal(deleted, 50);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs"), 2);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events"), 3); /* cascade */
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), 3); /* cascade */
     assert_int_equal(state_of(fx->db, keep), RSDB_COMPLETED);
     assert_int_equal(state_of(fx->db, queued), RSDB_QUEUED);
     assert_int_equal(rsdb_prune(fx->db, 6000, 2000, 7, &deleted), RSDB_OK);
@@ -776,7 +764,7 @@ static void test_prune_and_checkpoint(void **state)
     assert_true(before > 0);
     assert_int_equal(done, 1);
     assert_int_equal(after, 0);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 2);
 }
 
 static void test_stats(void **state)
@@ -923,17 +911,18 @@ static void test_concurrent_claims(void **state)
     }
     close(fds[0]);
     assert_int_equal(total, (unsigned)jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs WHERE state = 'completed' "
-                                 "AND attempts = 1"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs WHERE state = 'completed' "
+                                          "AND attempts = 1"),
                      jobs);
     /* Exactly one running status event per job. */
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events WHERE type = 'status' "
-                                 "AND data LIKE '%running%'"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE type = 'status' "
+                                          "AND data LIKE '%running%'"),
                      jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(DISTINCT job_id) FROM events "
-                                 "WHERE type = 'complete'"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(DISTINCT job_id) FROM events "
+                                          "WHERE type = 'complete'"),
                      jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events WHERE type = 'complete'"), jobs);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE type = 'complete'"),
+                     jobs);
     fx->db = open_role(fx, RSDB_ROLE_WORKER);
 }
 

@@ -59,28 +59,6 @@ static void sleep_ms(long ms)
     }
 }
 
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-    if (fx == NULL)
-        return -1;
-    if (db_tmpdir_make(fx, "rsdb-conc") != 0) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-/* Removes every file the tests (and SQLite) left, then the directory. */
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    db_tmpdir_remove(fx);
-    free(fx);
-    return 0;
-}
-
 /* Opens fx's database with the library's default options but the given role; fails the test
  * (in the parent only) when it cannot. */
 static rsdb *open_role(const fixture *fx, rsdb_role role)
@@ -94,20 +72,6 @@ static rsdb *open_role(const fixture *fx, rsdb_role role)
     if (rc != RSDB_OK)
         fail_msg("rsdb_open: %s: %s", rsdb_strerror(rc), err);
     return db;
-}
-
-/* Reads one integer with SQLite directly, as an independent check of the file. */
-static int64_t sql_int(const fixture *fx, const char *sql)
-{
-    sqlite3 *conn = NULL;
-    assert_int_equal(sqlite3_open_v2(fx->path, &conn, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *stmt = NULL;
-    assert_int_equal(sqlite3_prepare_v2(conn, sql, -1, &stmt, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(conn);
-    return v;
 }
 
 /* Enqueues count jobs through one connection (created times 0, 1, ...) and closes it. */
@@ -295,16 +259,17 @@ static void test_claimers_share_one_queue(void **state)
     rsdb_free(db);
     free(claims);
 
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs"), jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs WHERE state = 'completed' "
-                                 "AND attempts = 1"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), jobs);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs WHERE state = 'completed' "
+                                          "AND attempts = 1"),
                      jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events WHERE type = 'status' "
-                                 "AND json_extract(data, '$.status') = 'running'"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE type = 'status' "
+                                          "AND json_extract(data, '$.status') = 'running'"),
                      jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events WHERE type = 'complete'"), jobs);
-    assert_int_equal(sql_int(fx, "SELECT count(DISTINCT job_id) FROM events "
-                                 "WHERE type = 'complete'"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE type = 'complete'"),
+                     jobs);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(DISTINCT job_id) FROM events "
+                                          "WHERE type = 'complete'"),
                      jobs);
 }
 
@@ -469,11 +434,11 @@ static void test_appenders_and_poller(void **state)
 
     const size_t per_job = (size_t)progress_per_job + 3; /* queued, running, progress, complete */
     assert_int_equal(p.count, (size_t)jobs * per_job);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events"), (int64_t)p.count);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM events WHERE type = 'progress'"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), (int64_t)p.count);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE type = 'progress'"),
                      (int64_t)jobs * progress_per_job);
-    assert_int_equal(sql_int(fx, "SELECT count(*) FROM jobs WHERE state = 'completed' "
-                                 "AND attempts = 1"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs WHERE state = 'completed' "
+                                          "AND attempts = 1"),
                      jobs);
     assert_true(p.reads > 1); /* the poll really ran alongside the writers */
 
@@ -521,8 +486,10 @@ static void test_appenders_and_poller(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_claimers_share_one_queue, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_appenders_and_poller, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claimers_share_one_queue, db_tmpdir_setup,
+                                        db_tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_appenders_and_poller, db_tmpdir_setup,
+                                        db_tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

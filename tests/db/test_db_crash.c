@@ -69,28 +69,6 @@ static int under_valgrind(void)
     return getenv("RISKSIM_UNDER_VALGRIND") != NULL;
 }
 
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-    if (fx == NULL)
-        return -1;
-    if (db_tmpdir_make(fx, "rsdb-crash") != 0) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-/* Removes every file the tests (and SQLite) left, then the directory. */
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    db_tmpdir_remove(fx);
-    free(fx);
-    return 0;
-}
-
 /* Writes one report to fd; returns 0 or -1. A report is far below PIPE_BUF, so it reaches the
  * pipe whole or not at all, even when the writer is killed. */
 static int send_report(int fd, char kind, const char *id)
@@ -235,13 +213,6 @@ static void sql_text(const char *path, const char *sql, char *buf, size_t len)
     sqlite3_close(conn);
 }
 
-static int64_t sql_int(const char *path, const char *sql)
-{
-    char buf[64];
-    sql_text(path, sql, buf, sizeof(buf));
-    return strtoll(buf, NULL, 10);
-}
-
 /* Whether a status event's data says the given state. */
 static int status_is(const rsdb_event *ev, const char *state)
 {
@@ -357,12 +328,12 @@ static size_t check_after_kill(const fixture *fx, int round, const reports *rep)
     sql_text(fx->path, "PRAGMA integrity_check", ok, sizeof(ok));
     if (strcmp(ok, "ok") != 0)
         fail_msg("round %d: integrity_check: %s", round, ok);
-    assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    assert_int_equal(db_sql_int(fx->path, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
 
     size_t count = 0;
     rsdb_job *jobs = all_jobs(db, &count);
-    assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM jobs"), (int64_t)count);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), (int64_t)count);
 
     /* Every report of every round names a job that exists, in a state the report allows. A
      * report is written after its commit, so a kill can lose a report but never the write
@@ -399,8 +370,8 @@ static size_t check_after_kill(const fixture *fx, int round, const reports *rep)
     free_jobs(jobs, count);
 
     /* Event seqs over the whole database are strictly increasing and every event has a job. */
-    assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM events WHERE job_id NOT IN "
-                                       "(SELECT id FROM jobs)"),
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE job_id NOT IN "
+                                          "(SELECT id FROM jobs)"),
                      0);
     int64_t last = 0;
     size_t events = 0;
@@ -417,7 +388,7 @@ static size_t check_after_kill(const fixture *fx, int round, const reports *rep)
         if (got == 0)
             break;
     }
-    assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM events"), (int64_t)events);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), (int64_t)events);
 
     /* The reaper, past every lease of this round, re-queues every job left running. */
     const int64_t reap_now = ROUND_BASE + round * ROUND_SPAN + REAP_AT;
@@ -431,7 +402,7 @@ static size_t check_after_kill(const fixture *fx, int round, const reports *rep)
             break;
     }
     assert_int_equal(requeued, running);
-    assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM jobs WHERE state = 'running'"), 0);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs WHERE state = 'running'"), 0);
     rsdb_free(db);
     return requeued;
 }
@@ -496,7 +467,7 @@ static void test_sigkill_rounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sigkill_rounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_rounds, db_tmpdir_setup, db_tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,10 +2,16 @@
  * A temporary directory holding one test database (see tmpdir.h).
  */
 #include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
 
 #include "tmpdir.h"
 
@@ -33,4 +39,38 @@ void db_tmpdir_remove(const db_tmpdir *t)
         closedir(d);
     }
     rmdir(t->dir);
+}
+
+int db_tmpdir_setup(void **state)
+{
+    db_tmpdir *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -1;
+    if (db_tmpdir_make(t, "rsdb-test") != 0) {
+        free(t);
+        return -1;
+    }
+    *state = t;
+    return 0;
+}
+
+int db_tmpdir_teardown(void **state)
+{
+    db_tmpdir *t = *state;
+    db_tmpdir_remove(t);
+    free(t);
+    return 0;
+}
+
+int64_t db_sql_int(const char *path, const char *sql)
+{
+    sqlite3 *conn = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &conn, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *stmt = NULL;
+    assert_int_equal(sqlite3_prepare_v2(conn, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(conn);
+    return v;
 }

@@ -8,6 +8,8 @@
 #ifndef RISKSIM_TESTS_DB_TMPDIR_H
 #define RISKSIM_TESTS_DB_TMPDIR_H
 
+#include <stdint.h>
+
 typedef struct db_tmpdir {
     char dir[64];   /* /tmp/<prefix>-XXXXXX */
     char path[128]; /* dir/jobs.db */
@@ -19,5 +21,14 @@ int db_tmpdir_make(db_tmpdir *t, const char *prefix);
 
 /* Removes every file in the directory, then the directory itself. */
 void db_tmpdir_remove(const db_tmpdir *t);
+
+/* cmocka setup and teardown: *state becomes a new db_tmpdir (prefix "rsdb-test"), then is
+ * removed and freed. */
+int db_tmpdir_setup(void **state);
+int db_tmpdir_teardown(void **state);
+
+/* Reads one integer with SQLite directly (read-only), as an independent check of the file;
+ * fails the test when the query does not answer a row. */
+int64_t db_sql_int(const char *path, const char *sql);
 
 #endif
