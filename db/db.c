@@ -60,11 +60,44 @@ static const char *const migrations[RSDB_SCHEMA_VERSION] = {
     ");"
     "CREATE INDEX events_job ON events(job_id, seq);"
     "PRAGMA user_version = 1;",
+
+    /* 2: fewer pages written per progress write (docs/internals.md, "Schema history"). seq
+     * loses AUTOINCREMENT (whose sqlite_sequence row was one more page in every event insert);
+     * meta.seq_floor, raised by every prune, keeps seq from ever going back. The lease index
+     * keyed by lease_until (rewritten by every renewal) becomes one on state alone. */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta(key, value) VALUES ('seq_floor', max("
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+    " coalesce((SELECT max(seq) FROM events), 0)));"
+    "CREATE TABLE events_v2 ("
+    " seq INTEGER PRIMARY KEY,"
+    " job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL"
+    "  CHECK (type IN ('status', 'progress', 'complete', 'error', 'cancelled')),"
+    " data TEXT NOT NULL CHECK (json_valid(data)),"
+    " ts INTEGER NOT NULL"
+    ");"
+    "INSERT INTO events_v2(seq, job_id, type, data, ts)"
+    " SELECT seq, job_id, type, data, ts FROM events ORDER BY seq;"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v2 RENAME TO events;"
+    "CREATE INDEX events_job ON events(job_id, seq);"
+    "DROP INDEX jobs_leases;"
+    "CREATE INDEX jobs_running ON jobs(state) WHERE state = 'running';"
+    "PRAGMA user_version = 2;",
 };
+
+/* The seq of the next event: one above both the newest stored event and the floor that pruning
+ * leaves behind, so that a seq is never handed out twice even when the newest events were
+ * pruned. Every insert runs inside BEGIN IMMEDIATE, so no other writer can take the same one. */
+#define NEXT_SEQ_SQL                                                                               \
+    "(SELECT max(coalesce((SELECT max(seq) FROM events), 0), "                                     \
+    "coalesce((SELECT value FROM meta WHERE key = 'seq_floor'), 0)) + 1)"
 
 /* The status event of a job, built from its row so that it always tells the stored truth. */
 #define STATUS_EVENT_SQL                                                                           \
-    "INSERT INTO events(job_id, type, data, ts) SELECT id, 'status', json_object("                 \
+    "INSERT INTO events(seq, job_id, type, data, ts) SELECT " NEXT_SEQ_SQL ", id, 'status', "      \
+    "json_object("                                                                                 \
     "'status', state, 'progress', CASE WHEN trials > 0 THEN CAST(trials_done AS REAL) / trials "   \
     "ELSE 0.0 END, 'trialsDone', trials_done, 'trials', trials), ?2 FROM jobs WHERE id = ?1"
 
@@ -72,12 +105,16 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT item",
+    [ST_RELEASE_SAVEPOINT] = "RELEASE item",
+    [ST_ROLLBACK_SAVEPOINT] = "ROLLBACK TO item",
     [ST_IDEM_FIND] = "SELECT id, body_hash FROM jobs WHERE idempotency_key = ?1",
     [ST_QUEUED_COUNT] = "SELECT count(*) FROM jobs WHERE state = 'queued'",
     [ST_JOB_INSERT] = "INSERT INTO jobs(id, state, request, result, trials, trials_done, "
                       "idempotency_key, body_hash, created, started, finished) "
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [ST_EVENT_INSERT] = "INSERT INTO events(job_id, type, data, ts) VALUES (?1, ?2, ?3, ?4)",
+    [ST_EVENT_INSERT] = "INSERT INTO events(seq, job_id, type, data, ts) "
+                        "VALUES (" NEXT_SEQ_SQL ", ?1, ?2, ?3, ?4)",
     [ST_EVENT_STATUS] = STATUS_EVENT_SQL,
     [ST_JOB_GET] = "SELECT " DB_JOB_COLUMNS " FROM jobs WHERE id = ?1",
     [ST_JOB_LIST] =
@@ -121,6 +158,9 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_EVENTS_ALL] = "SELECT seq, job_id, type, data, ts FROM events "
                       "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [ST_DATA_VERSION] = "PRAGMA data_version",
+    [ST_SEQ_FLOOR] =
+        "UPDATE meta SET value = max(value, coalesce((SELECT max(seq) FROM events), 0)) "
+        "WHERE key = 'seq_floor'",
     [ST_PRUNE] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
                  "WHERE finished IS NOT NULL AND finished < ?1 ORDER BY finished LIMIT ?2)",
     [ST_STATS_STATES] = "SELECT state, count(*) FROM jobs GROUP BY state",
@@ -272,8 +312,7 @@ static int busy_again(rsdb *db, int attempt)
     return 1;
 }
 
-/* Runs one of the transaction-control statements. */
-static rsdb_err db_exec_stmt(rsdb *db, db_stmt id, const char *what)
+rsdb_err db_exec_stmt(rsdb *db, db_stmt id, const char *what)
 {
     rsdb_err err = RSDB_OK;
     sqlite3_stmt *stmt = db_stmt_get(db, id, &err);
@@ -458,6 +497,13 @@ rsdb_err rsdb_open(const char *path, const rsdb_options *options, rsdb **out, ch
                   db->options.role == RSDB_ROLE_ACCEPT ? "PRAGMA synchronous = FULL"
                                                        : "PRAGMA synchronous = NORMAL",
                   "synchronous");
+    if (err != RSDB_OK)
+        goto out;
+    /* Checkpoints are the maintenance thread's work (rsdb_checkpoint); SQLite's automatic
+     * checkpoint, run by whichever writer commits past the threshold, only remains as a
+     * backstop for a database nobody maintains. */
+    err = db_exec(db, "PRAGMA wal_autocheckpoint = " DB_STR(RSDB_WAL_BACKSTOP_PAGES),
+                  "wal_autocheckpoint");
     if (err != RSDB_OK)
         goto out;
     err = db_write_tx(db, migrate_tx, NULL);

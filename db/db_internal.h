@@ -18,6 +18,9 @@ typedef enum db_stmt {
     ST_BEGIN = 0,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE_SAVEPOINT,
+    ST_ROLLBACK_SAVEPOINT,
     ST_IDEM_FIND,
     ST_QUEUED_COUNT,
     ST_JOB_INSERT,
@@ -36,6 +39,7 @@ typedef enum db_stmt {
     ST_EVENTS_JOB,
     ST_EVENTS_ALL,
     ST_DATA_VERSION,
+    ST_SEQ_FLOOR,
     ST_PRUNE,
     ST_STATS_STATES,
     ST_OLDEST_QUEUED,
@@ -53,6 +57,9 @@ struct rsdb {
     char errmsg[256];
 };
 
+#define DB_STR_(x) #x
+#define DB_STR(x) DB_STR_(x)
+
 /* The columns of a job in the order db_read_job expects. */
 #define DB_JOB_COLUMNS                                                                             \
     "id, state, request, result, error_code, error_message, lease_owner, idempotency_key, "        \
@@ -67,6 +74,9 @@ void db_reset(sqlite3_stmt *stmt);
 rsdb_err db_fail(rsdb *db, int rc, const char *what);
 /* Binds text, or NULL when text is NULL. Returns an SQLite result code. */
 int db_bind_text(sqlite3_stmt *stmt, int index, const char *text);
+
+/* Runs a statement that takes no binding and answers no row (transaction control). */
+rsdb_err db_exec_stmt(rsdb *db, db_stmt id, const char *what);
 
 /* The body of a write transaction: runs inside BEGIN IMMEDIATE, returns RSDB_OK to commit. It
  * may run several times (after SQLITE_BUSY), so it must set its outputs afresh each time. */
@@ -94,6 +104,11 @@ rsdb_err db_append_event(rsdb *db, const char *id, const char *type, const char 
                          int64_t now_ms);
 /* Appends a `status` event built from the job's current row. */
 rsdb_err db_append_status(rsdb *db, const char *id, int64_t now_ms);
+/* Applies one creation inside the caller's transaction (the rules of rsdb_job_enqueue and
+ * rsdb_job_store_completed), setting item->id and item->existing. */
+rsdb_err db_create_in_tx(rsdb *db, rsdb_create *item);
+/* Returns 1 when item's arguments are acceptable (request set, body_hash with a key, ...). */
+int db_create_valid(const rsdb_create *item);
 /* Returns 1 when id has the form of a job id. */
 int db_id_valid(const char *id);
 /* Returns the size of the WAL file of the main database (0 when absent). */

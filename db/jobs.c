@@ -151,16 +151,6 @@ void rsdb_job_list_clear(rsdb_job_list *list)
  * Creation
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct create_ctx {
-    const rsdb_job_spec *spec;
-    uint32_t queue_size;
-    int64_t now_ms;
-    const char *result;        /* non-NULL: store as completed */
-    const char *complete_data; /* the complete event's data */
-    char id[RSDB_ID_SIZE];
-    int existing;
-} create_ctx;
-
 /* Appends an event with caller data. */
 static rsdb_err append_event(rsdb *db, const char *id, const char *type, const char *data,
                              int64_t now_ms)
@@ -192,25 +182,25 @@ static rsdb_err append_status(rsdb *db, const char *id, int64_t now_ms)
 }
 
 /* Applies the idempotency rule. Returns RSDB_OK with *found = 0 when the key is free (or
- * absent), RSDB_OK with *found = 1 and ctx->id set for the same body, RSDB_ECONFLICT
+ * absent), RSDB_OK with *found = 1 and item->id set for the same body, RSDB_ECONFLICT
  * otherwise. */
-static rsdb_err idempotency_check(rsdb *db, create_ctx *ctx, int *found)
+static rsdb_err idempotency_check(rsdb *db, rsdb_create *item, int *found)
 {
     *found = 0;
-    if (ctx->spec->idempotency_key == NULL)
+    if (item->spec.idempotency_key == NULL)
         return RSDB_OK;
     rsdb_err err = RSDB_OK;
     sqlite3_stmt *stmt = db_stmt_get(db, ST_IDEM_FIND, &err);
     if (stmt == NULL)
         return err;
-    db_bind_text(stmt, 1, ctx->spec->idempotency_key);
+    db_bind_text(stmt, 1, item->spec.idempotency_key);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(stmt, 0);
         const char *hash = (const char *)sqlite3_column_text(stmt, 1);
-        if (hash != NULL && strcmp(hash, ctx->spec->body_hash) == 0 && id != NULL) {
-            strncpy(ctx->id, id, RSDB_ID_LEN);
-            ctx->id[RSDB_ID_LEN] = '\0';
+        if (hash != NULL && strcmp(hash, item->spec.body_hash) == 0 && id != NULL) {
+            strncpy(item->id, id, RSDB_ID_LEN);
+            item->id[RSDB_ID_LEN] = '\0';
             *found = 1;
         } else {
             err = RSDB_ECONFLICT;
@@ -222,93 +212,120 @@ static rsdb_err idempotency_check(rsdb *db, create_ctx *ctx, int *found)
     return err;
 }
 
-static rsdb_err create_tx(rsdb *db, void *vctx)
+/* RSDB_EQUEUEFULL when queue_size (> 0) jobs are already queued. */
+static rsdb_err queue_check(rsdb *db, uint32_t queue_size)
 {
-    create_ctx *ctx = vctx;
-    const rsdb_job_spec *spec = ctx->spec;
-    ctx->existing = 0;
-    int found = 0;
-    rsdb_err err = idempotency_check(db, ctx, &found);
-    if (err != RSDB_OK || found) {
-        ctx->existing = found;
+    rsdb_err err = RSDB_OK;
+    sqlite3_stmt *count = db_stmt_get(db, ST_QUEUED_COUNT, &err);
+    if (count == NULL)
         return err;
-    }
-    if (ctx->result == NULL && ctx->queue_size > 0) {
-        sqlite3_stmt *count = db_stmt_get(db, ST_QUEUED_COUNT, &err);
-        if (count == NULL)
-            return err;
-        int rc = sqlite3_step(count);
-        int64_t queued = rc == SQLITE_ROW ? sqlite3_column_int64(count, 0) : 0;
-        if (rc != SQLITE_ROW)
-            err = db_fail(db, rc, "queue depth");
-        db_reset(count);
-        if (err != RSDB_OK)
-            return err;
-        if (queued >= (int64_t)ctx->queue_size)
-            return RSDB_EQUEUEFULL;
-    }
-    err = make_id(db, ctx->id);
+    int rc = sqlite3_step(count);
+    int64_t queued = rc == SQLITE_ROW ? sqlite3_column_int64(count, 0) : 0;
+    if (rc != SQLITE_ROW)
+        err = db_fail(db, rc, "queue depth");
+    db_reset(count);
+    if (err == RSDB_OK && queued >= (int64_t)queue_size)
+        err = RSDB_EQUEUEFULL;
+    return err;
+}
+
+/* Inserts item's job row under a new id. */
+static rsdb_err insert_job(rsdb *db, rsdb_create *item)
+{
+    rsdb_err err = make_id(db, item->id);
     if (err != RSDB_OK)
         return err;
     sqlite3_stmt *insert = db_stmt_get(db, ST_JOB_INSERT, &err);
     if (insert == NULL)
         return err;
-    int done = ctx->result != NULL;
-    db_bind_text(insert, 1, ctx->id);
+    const rsdb_job_spec *spec = &item->spec;
+    int done = item->result != NULL;
+    db_bind_text(insert, 1, item->id);
     db_bind_text(insert, 2, done ? "completed" : "queued");
     db_bind_text(insert, 3, spec->request);
-    db_bind_text(insert, 4, ctx->result);
+    db_bind_text(insert, 4, item->result);
     sqlite3_bind_int64(insert, 5, (sqlite3_int64)spec->trials);
     sqlite3_bind_int64(insert, 6, done ? (sqlite3_int64)spec->trials : 0);
     db_bind_text(insert, 7, spec->idempotency_key);
     db_bind_text(insert, 8, spec->idempotency_key != NULL ? spec->body_hash : NULL);
-    sqlite3_bind_int64(insert, 9, ctx->now_ms);
+    sqlite3_bind_int64(insert, 9, item->now_ms);
     if (done) {
-        sqlite3_bind_int64(insert, 10, ctx->now_ms);
-        sqlite3_bind_int64(insert, 11, ctx->now_ms);
+        sqlite3_bind_int64(insert, 10, item->now_ms);
+        sqlite3_bind_int64(insert, 11, item->now_ms);
     }
-    err = db_step_done(db, insert, "job insert");
-    if (err != RSDB_OK)
+    return db_step_done(db, insert, "job insert");
+}
+
+rsdb_err db_create_in_tx(rsdb *db, rsdb_create *item)
+{
+    item->existing = 0;
+    item->id[0] = '\0';
+    int found = 0;
+    rsdb_err err = idempotency_check(db, item, &found);
+    if (err != RSDB_OK || found) {
+        item->existing = found;
         return err;
-    err = append_status(db, ctx->id, ctx->now_ms);
-    if (err == RSDB_OK && done)
-        err = append_event(db, ctx->id, "complete", ctx->complete_data, ctx->now_ms);
+    }
+    if (item->result == NULL && item->queue_size > 0) {
+        err = queue_check(db, item->queue_size);
+        if (err != RSDB_OK)
+            return err;
+    }
+    err = insert_job(db, item);
+    if (err == RSDB_OK)
+        err = append_status(db, item->id, item->now_ms);
+    if (err == RSDB_OK && item->result != NULL)
+        err = append_event(db, item->id, "complete", item->complete_data, item->now_ms);
     return err;
 }
 
-static rsdb_err create_job(rsdb *db, create_ctx *ctx, char id_out[RSDB_ID_SIZE], int *existing)
+int db_create_valid(const rsdb_create *item)
+{
+    const rsdb_job_spec *spec = &item->spec;
+    return spec->request != NULL && (spec->idempotency_key == NULL || spec->body_hash != NULL) &&
+           (item->result == NULL || item->complete_data != NULL) &&
+           spec->trials <= (uint64_t)INT64_MAX;
+}
+
+static rsdb_err create_one_tx(rsdb *db, void *item)
+{
+    return db_create_in_tx(db, item);
+}
+
+/* Runs one creation in its own transaction and copies its answers out. */
+static rsdb_err create_job(rsdb *db, rsdb_create *item, char id_out[RSDB_ID_SIZE], int *existing)
 {
     if (existing != NULL)
         *existing = 0;
-    if (db == NULL || ctx->spec == NULL || ctx->spec->request == NULL || id_out == NULL ||
-        (ctx->spec->idempotency_key != NULL && ctx->spec->body_hash == NULL) ||
-        (ctx->result != NULL && ctx->complete_data == NULL) ||
-        ctx->spec->trials > (uint64_t)INT64_MAX)
+    if (db == NULL || id_out == NULL || !db_create_valid(item))
         return RSDB_EINVAL;
-    rsdb_err err = db_write_tx(db, create_tx, ctx);
+    rsdb_err err = db_write_tx(db, create_one_tx, item);
     if (err != RSDB_OK)
         return err;
-    memcpy(id_out, ctx->id, RSDB_ID_SIZE);
+    memcpy(id_out, item->id, RSDB_ID_SIZE);
     if (existing != NULL)
-        *existing = ctx->existing;
+        *existing = item->existing;
     return RSDB_OK;
 }
 
 rsdb_err rsdb_job_enqueue(rsdb *db, const rsdb_job_spec *spec, uint32_t queue_size, int64_t now_ms,
                           char id_out[RSDB_ID_SIZE], int *existing)
 {
-    create_ctx ctx = {spec, queue_size, now_ms, NULL, NULL, {0}, 0};
-    return create_job(db, &ctx, id_out, existing);
+    if (spec == NULL)
+        return RSDB_EINVAL;
+    rsdb_create item = {.spec = *spec, .queue_size = queue_size, .now_ms = now_ms};
+    return create_job(db, &item, id_out, existing);
 }
 
 rsdb_err rsdb_job_store_completed(rsdb *db, const rsdb_job_spec *spec, const char *result,
                                   const char *complete_data, int64_t now_ms,
                                   char id_out[RSDB_ID_SIZE], int *existing)
 {
-    if (result == NULL)
+    if (spec == NULL || result == NULL)
         return RSDB_EINVAL;
-    create_ctx ctx = {spec, 0, now_ms, result, complete_data, {0}, 0};
-    return create_job(db, &ctx, id_out, existing);
+    rsdb_create item = {
+        .spec = *spec, .result = result, .complete_data = complete_data, .now_ms = now_ms};
+    return create_job(db, &item, id_out, existing);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -22,6 +22,14 @@ static rsdb_err prune_tx(rsdb *db, void *vctx)
     prune_ctx *ctx = vctx;
     ctx->deleted = 0;
     rsdb_err err = RSDB_OK;
+    /* The floor first: if this batch takes the newest events with it, the next event must
+     * still get a seq above every seq ever handed out. */
+    sqlite3_stmt *floor = db_stmt_get(db, ST_SEQ_FLOOR, &err);
+    if (floor == NULL)
+        return err;
+    err = db_step_done(db, floor, "seq floor");
+    if (err != RSDB_OK)
+        return err;
     sqlite3_stmt *stmt = db_stmt_get(db, ST_PRUNE, &err);
     if (stmt == NULL)
         return err;
@@ -64,17 +72,17 @@ rsdb_err rsdb_checkpoint(rsdb *db, int64_t threshold_bytes, int64_t *wal_before,
     if (wal_before != NULL)
         *wal_before = before;
     rsdb_err err = RSDB_OK;
-    if (before > threshold_bytes) {
-        int log = 0, copied = 0;
-        int rc =
-            sqlite3_wal_checkpoint_v2(db->conn, "main", SQLITE_CHECKPOINT_TRUNCATE, &log, &copied);
-        if (rc == SQLITE_OK) {
-            if (done != NULL)
-                *done = 1;
-        } else if ((rc & 0xff) != SQLITE_BUSY) {
-            /* BUSY means readers or a writer kept it from finishing: try again next time. */
-            err = db_fail(db, rc, "checkpoint");
-        }
+    int truncate = before > threshold_bytes;
+    int log = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(
+        db->conn, "main", truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, &log,
+        &copied);
+    if (rc == SQLITE_OK) {
+        if (done != NULL)
+            *done = copied == log;
+    } else if ((rc & 0xff) != SQLITE_BUSY) {
+        /* BUSY means readers or a writer kept it from finishing: try again next time. */
+        err = db_fail(db, rc, "checkpoint");
     }
     if (wal_after != NULL)
         *wal_after = db_wal_size(db);

@@ -47,7 +47,7 @@ typedef enum rsdb_err {
 const char *rsdb_strerror(rsdb_err err);
 
 /* The schema version this library creates and migrates to (PRAGMA user_version). */
-#define RSDB_SCHEMA_VERSION 1
+#define RSDB_SCHEMA_VERSION 2
 
 /* A job id: 26 characters of Crockford base32 (128 random bits) plus the terminating NUL. */
 #define RSDB_ID_LEN 26
@@ -155,6 +155,65 @@ rsdb_err rsdb_job_enqueue(rsdb *db, const rsdb_job_spec *spec, uint32_t queue_si
 rsdb_err rsdb_job_store_completed(rsdb *db, const rsdb_job_spec *spec, const char *result,
                                   const char *complete_data, int64_t now_ms,
                                   char id_out[RSDB_ID_SIZE], int *existing);
+
+/* One job to create in a batch: a queued job (result NULL, queue_size as in rsdb_job_enqueue)
+ * or a job that already ran (result and complete_data set, as in rsdb_job_store_completed).
+ * The answers (id, existing, err) are written back into the item. */
+typedef struct rsdb_create {
+    rsdb_job_spec spec;
+    uint32_t queue_size;       /* queued jobs only; 0 means no limit */
+    const char *result;        /* NULL: create a queued job */
+    const char *complete_data; /* the complete event's data; required with result */
+    int64_t now_ms;
+    char id[RSDB_ID_SIZE]; /* out: the new (or, when existing, the earlier) job's id */
+    int existing;          /* out: 1 when the idempotency key named an earlier job */
+    rsdb_err err;          /* out: this item's answer */
+} rsdb_create;
+
+/* Largest number of items one batch or one group commit takes. */
+#define RSDB_BATCH_MAX 256
+
+/* Creates n (at most RSDB_BATCH_MAX) jobs in one BEGIN IMMEDIATE transaction, so that one
+ * commit (one fsync on an RSDB_ROLE_ACCEPT connection) makes all of them durable. Each item is
+ * applied in its own savepoint, in order, with exactly the rules of rsdb_job_enqueue /
+ * rsdb_job_store_completed, and gets its own answer in item->err: a refused item (RSDB_EINVAL,
+ * RSDB_ECONFLICT, RSDB_EQUEUEFULL) changes nothing and does not affect the others; a later item
+ * sees the earlier ones (a repeated idempotency key answers existing = 1, queued jobs count
+ * towards queue_size). Returns RSDB_OK when the transaction committed (each item then holds its
+ * own answer), or the database error that stopped it, in which case nothing was written and
+ * every item's err is that error. */
+rsdb_err rsdb_job_create_batch(rsdb *db, rsdb_create *items, size_t n);
+
+/* Group commit: many threads creating jobs share one RSDB_ROLE_ACCEPT connection, and whatever
+ * they submit while a commit is under way goes into the next transaction together, so that
+ * acceptance is not limited to one fsync per job. The first waiting thread runs the batch for
+ * the others (no extra thread); a caller returns only once its own job is committed (or
+ * refused). */
+typedef struct rsdb_committer rsdb_committer;
+
+/* Opens the committer's own connection (role forced to RSDB_ROLE_ACCEPT; options may be NULL)
+ * at path. Errors as rsdb_open. */
+rsdb_err rsdb_committer_open(const char *path, const rsdb_options *options, rsdb_committer **out,
+                             char *errbuf, size_t errlen);
+
+/* Closes the connection. No thread may be inside rsdb_committer_create then. NULL is fine. */
+void rsdb_committer_free(rsdb_committer *committer);
+
+/* Creates one job (item as for rsdb_job_create_batch) through the group commit; safe to call
+ * from any number of threads at once. Returns item->err, with item->id and item->existing
+ * set as rsdb_job_enqueue / rsdb_job_store_completed would. */
+rsdb_err rsdb_committer_create(rsdb_committer *committer, rsdb_create *item);
+
+/* Figures of a committer: transactions committed and jobs created or answered through them
+ * (their ratio is the mean batch size). */
+typedef struct rsdb_committer_stats {
+    uint64_t commits;
+    uint64_t items;
+    uint64_t busy_retries; /* of its connection, as in rsdb_stats */
+} rsdb_committer_stats;
+
+/* Fills *out (thread-safe). */
+void rsdb_committer_stats_get(rsdb_committer *committer, rsdb_committer_stats *out);
 
 /* Reads one job with its request and result. Returns RSDB_OK with a new job in *out (free
  * with rsdb_job_free), RSDB_ENOTFOUND or a database error. */
@@ -287,9 +346,18 @@ rsdb_err rsdb_data_version(rsdb *db, int64_t *out);
  * *deleted (may be NULL) receives the number of jobs deleted. */
 rsdb_err rsdb_prune(rsdb *db, int64_t now_ms, int64_t retention_ms, size_t batch, size_t *deleted);
 
-/* When the WAL file is larger than threshold_bytes, runs wal_checkpoint(TRUNCATE). Stores the
- * WAL size before and after (bytes; may be NULL) and whether a truncating checkpoint completed
- * in *done (may be NULL; 0 also when readers kept it from finishing, which is not an error). */
+/* SQLite's automatic checkpoint runs only past this many WAL pages (64 MiB of 4 KiB pages): a
+ * backstop for a database that no maintenance thread checkpoints. Writers leave the regular
+ * checkpoints to rsdb_checkpoint, so that no request or progress write pays for one. */
+#define RSDB_WAL_BACKSTOP_PAGES 16384
+
+/* Checkpoints the WAL: a PASSIVE checkpoint (copies what it can without waiting, so that the
+ * next writer can start the WAL over from its beginning) while the WAL file is at most
+ * threshold_bytes, and wal_checkpoint(TRUNCATE) (waits up to busy_timeout for readers and
+ * writers, then empties the file) once it is larger. Meant to be called every second or so by
+ * one maintenance thread. Stores the WAL size before and after (bytes; may be NULL) and whether
+ * the checkpoint copied every frame (and, for TRUNCATE, emptied the file) in *done (may be NULL;
+ * 0 also when readers kept it from finishing, which is not an error). */
 rsdb_err rsdb_checkpoint(rsdb *db, int64_t threshold_bytes, int64_t *wal_before, int64_t *wal_after,
                          int *done);
 

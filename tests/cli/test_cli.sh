@@ -280,9 +280,9 @@ done
 db="$tmp/jobs.db"
 run 1 "db stats on a missing file" db stats --db "$db" && [ ! -e "$db" ] &&
     grep -q 'jobs.db' "$tmp/err" && ok "db stats on a missing file: exit 1, file not created"
-run 0 "db migrate" db migrate --db "$db" && grep -q 'schema version 1$' "$tmp/out" && [ -f "$db" ] &&
+run 0 "db migrate" db migrate --db "$db" && grep -q 'schema version 2$' "$tmp/out" && [ -f "$db" ] &&
     ok "db migrate creates the file and prints the schema version"
-run 0 "db migrate again" db migrate --db "$db" && grep -q 'schema version 1$' "$tmp/out" &&
+run 0 "db migrate again" db migrate --db "$db" && grep -q 'schema version 2$' "$tmp/out" &&
     ok "db migrate of an up-to-date file"
 if run 0 "db stats" db stats --db "$db"; then
     if grep -q '^jobs queued: *0$' "$tmp/out" && grep -q '^queue depth: *0$' "$tmp/out" &&

@@ -172,6 +172,116 @@ static void test_open_refuses_newer_schema(void **state)
     assert_int_equal(db_sql_int(fx->path, "PRAGMA user_version"), 99);
 }
 
+/* Reads a whole text file into a new NUL-terminated buffer (fails the test when it cannot). */
+static char *slurp(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", file);
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (cap - len < 4096) {
+            cap = cap * 2 + 4096;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* A database written by schema version 1 (tests/data/jobs-schema-v1.sql: jobs in every state, an
+ * idempotency key, a running job with its lease, and the newest events already pruned, so that
+ * its AUTOINCREMENT high-water mark, 19, is above its largest stored seq, 17) is migrated at
+ * open: nothing is lost, seq carries on above 19, and the running job can still finish. */
+static void test_migrate_from_v1(void **state)
+{
+    fixture *fx = *state;
+    char old[160];
+    path_in(fx, "v1.db", old, sizeof(old));
+    char *script = slurp(RISKSIM_TESTDATA "/jobs-schema-v1.sql");
+    sqlite3 *conn = NULL;
+    assert_int_equal(sqlite3_open(old, &conn), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(conn, script, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(conn);
+    free(script);
+    assert_int_equal(db_sql_int(old, "PRAGMA user_version"), 1);
+
+    rsdb_options opt;
+    rsdb_options_default(&opt);
+    rsdb *db = NULL;
+    char err[256];
+    assert_int_equal(rsdb_open(old, &opt, &db, err, sizeof(err)), RSDB_OK);
+    assert_int_equal(db_sql_int(old, "PRAGMA user_version"), RSDB_SCHEMA_VERSION);
+    assert_int_equal(rsdb_check(db, err, sizeof(err)), RSDB_OK);
+    assert_int_equal(db_sql_int(old, "SELECT count(*) FROM jobs"), 8);
+    assert_int_equal(db_sql_int(old, "SELECT count(*) FROM events"), 17);
+    assert_int_equal(db_sql_int(old, "SELECT count(*) FROM sqlite_master "
+                                     "WHERE name IN ('jobs_leases', 'events_v2')"),
+                     0);
+    rsdb_stats stats;
+    assert_int_equal(rsdb_stats_get(db, 1767225700000, &stats), RSDB_OK);
+    assert_int_equal(stats.jobs[RSDB_QUEUED], 3);
+    assert_int_equal(stats.jobs[RSDB_RUNNING], 1);
+    assert_int_equal(stats.jobs[RSDB_COMPLETED], 2);
+    assert_int_equal(stats.jobs[RSDB_FAILED], 1);
+    assert_int_equal(stats.jobs[RSDB_CANCELLED], 1);
+
+    /* The idempotency key still answers with its job. */
+    rsdb_job_spec spec = {REQUEST, 1000, "key-1", "hash-1"};
+    char id[RSDB_ID_SIZE];
+    int existing = 0;
+    assert_int_equal(rsdb_job_enqueue(db, &spec, 0, 1767225700000, id, &existing), RSDB_OK);
+    assert_int_equal(existing, 1);
+    assert_string_equal(id, "2FT758ZERF1SE0HBP5BF2VJQXM");
+
+    /* The running job's worker carries on; its next event is numbered above the old
+     * high-water mark, never 18 or 19 again. */
+    const char *running = "21VKA2K6SKP2DME9YBTT53JP40";
+    assert_int_equal(
+        rsdb_job_progress(db, running, "w2", 600, 30000, "{\"progress\":0.6}", 1767225620000, NULL),
+        RSDB_OK);
+    assert_int_equal(rsdb_job_complete(db, running, "w2", "{\"ok\":true}", "{}", 1767225621000),
+                     RSDB_OK);
+    rsdb_event_list events = {0};
+    assert_int_equal(rsdb_events_all(db, 17, 10, &events), RSDB_OK);
+    assert_int_equal(events.count, 2);
+    assert_int_equal(events.items[0].seq, 20);
+    assert_string_equal(events.items[0].type, "progress");
+    assert_int_equal(events.items[1].seq, 21);
+    assert_string_equal(events.items[1].type, "complete");
+    rsdb_event_list_clear(&events);
+    rsdb_free(db);
+}
+
+/* Pruning the newest events never lets their seq be handed out again: a reader's cursor
+ * ("after seq") must stay valid across any prune. */
+static void test_seq_never_reused_after_prune(void **state)
+{
+    fixture *fx = *state;
+    rsdb_job_spec spec = {REQUEST, 1000, NULL, NULL};
+    char id[RSDB_ID_SIZE];
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{\"ok\":1}", "{}", 1000, id, NULL),
+                     RSDB_OK);
+    int64_t newest = db_sql_int(fx->path, "SELECT max(seq) FROM events");
+    assert_true(newest >= 2);
+    size_t deleted = 0;
+    assert_int_equal(rsdb_prune(fx->db, 5000, 1000, 0, &deleted), RSDB_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), 0);
+    char next[RSDB_ID_SIZE];
+    enqueue(fx->db, 6000, next);
+    rsdb_event_list events = {0};
+    assert_int_equal(rsdb_events_all(fx->db, 0, 10, &events), RSDB_OK);
+    assert_int_equal(events.count, 1);
+    assert_int_equal(events.items[0].seq, newest + 1);
+    rsdb_event_list_clear(&events);
+}
+
 static void test_open_errors(void **state)
 {
     fixture *fx = *state;
@@ -756,15 +866,23 @@ static void test_prune_and_checkpoint(void **state)
 
     int64_t before = 0, after = 0;
     int done = -1;
+    /* Under the threshold: a PASSIVE checkpoint copies every frame but keeps the file. */
     assert_int_equal(rsdb_checkpoint(fx->db, INT64_MAX, &before, &after, &done), RSDB_OK);
     assert_true(before > 0);
-    assert_int_equal(done, 0);
+    assert_int_equal(done, 1);
     assert_int_equal(after, before);
+    /* The next write starts the WAL over from its beginning instead of growing it. */
+    char more[RSDB_ID_SIZE];
+    enqueue(fx->db, 7000, more);
+    int64_t restarted = 0;
+    assert_int_equal(rsdb_checkpoint(fx->db, INT64_MAX, &restarted, NULL, NULL), RSDB_OK);
+    assert_true(restarted <= before);
+    /* Over the threshold: TRUNCATE empties the file. */
     assert_int_equal(rsdb_checkpoint(fx->db, 0, &before, &after, &done), RSDB_OK);
     assert_true(before > 0);
     assert_int_equal(done, 1);
     assert_int_equal(after, 0);
-    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 3);
 }
 
 static void test_stats(void **state)
@@ -933,6 +1051,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seq_never_reused_after_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enqueue_and_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),

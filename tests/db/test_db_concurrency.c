@@ -59,25 +59,10 @@ static void sleep_ms(long ms)
     }
 }
 
-/* Opens fx's database with the library's default options but the given role; fails the test
- * (in the parent only) when it cannot. */
-static rsdb *open_role(const fixture *fx, rsdb_role role)
-{
-    rsdb_options opt;
-    rsdb_options_default(&opt);
-    opt.role = role;
-    rsdb *db = NULL;
-    char err[256];
-    rsdb_err rc = rsdb_open(fx->path, &opt, &db, err, sizeof(err));
-    if (rc != RSDB_OK)
-        fail_msg("rsdb_open: %s: %s", rsdb_strerror(rc), err);
-    return db;
-}
-
 /* Enqueues count jobs through one connection (created times 0, 1, ...) and closes it. */
 static void enqueue_jobs(const fixture *fx, int count)
 {
-    rsdb *db = open_role(fx, RSDB_ROLE_WORKER);
+    rsdb *db = db_test_open(fx->path, RSDB_ROLE_WORKER);
     rsdb_job_spec spec = {REQUEST, 1000, NULL, NULL};
     for (int i = 0; i < count; i++) {
         char id[RSDB_ID_SIZE];
@@ -247,7 +232,7 @@ static void test_claimers_share_one_queue(void **state)
     for (size_t i = 1; i < n; i++)
         assert_true(memcmp(&claims[i - 1], &claims[i], sizeof(claims[i])) != 0);
 
-    rsdb *db = open_role(fx, RSDB_ROLE_READER);
+    rsdb *db = db_test_open(fx->path, RSDB_ROLE_READER);
     for (size_t i = 0; i < n; i++) {
         rsdb_job *job = NULL;
         assert_int_equal(rsdb_job_get(db, claims[i].id, &job), RSDB_OK);
@@ -384,7 +369,7 @@ static void test_appenders_and_poller(void **state)
     enqueue_jobs(fx, jobs);
 
     poller p = {0};
-    p.db = open_role(fx, RSDB_ROLE_READER);
+    p.db = db_test_open(fx->path, RSDB_ROLE_READER);
     poll_once(&p); /* the enqueue events, before anyone appends */
     assert_int_equal(p.count, (size_t)jobs);
     /* An SQLite connection must not cross a fork (SQLite's own rule): close it, fork, reopen.
@@ -402,7 +387,7 @@ static void test_appenders_and_poller(void **state)
             _exit(appender_child(fx, w, progress_per_job));
         }
     }
-    p.db = open_role(fx, RSDB_ROLE_READER);
+    p.db = db_test_open(fx->path, RSDB_ROLE_READER);
 
     /* Poll while any child runs. */
     int running = WORKERS;

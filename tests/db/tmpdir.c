@@ -74,3 +74,16 @@ int64_t db_sql_int(const char *path, const char *sql)
     sqlite3_close(conn);
     return v;
 }
+
+rsdb *db_test_open(const char *path, rsdb_role role)
+{
+    rsdb_options opt;
+    rsdb_options_default(&opt);
+    opt.role = role;
+    rsdb *db = NULL;
+    char err[256];
+    rsdb_err rc = rsdb_open(path, &opt, &db, err, sizeof(err));
+    if (rc != RSDB_OK)
+        fail_msg("rsdb_open %s: %s: %s", path, rsdb_strerror(rc), err);
+    return db;
+}

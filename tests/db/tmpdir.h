@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "risksim/db.h"
+
 typedef struct db_tmpdir {
     char dir[64];   /* /tmp/<prefix>-XXXXXX */
     char path[128]; /* dir/jobs.db */
@@ -26,6 +28,10 @@ void db_tmpdir_remove(const db_tmpdir *t);
  * removed and freed. */
 int db_tmpdir_setup(void **state);
 int db_tmpdir_teardown(void **state);
+
+/* Opens path with the library's default options but the given role; fails the test when it
+ * cannot. */
+rsdb *db_test_open(const char *path, rsdb_role role);
 
 /* Reads one integer with SQLite directly (read-only), as an independent check of the file;
  * fails the test when the query does not answer a row. */
