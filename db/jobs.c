@@ -4,13 +4,12 @@
  * Why this file exists: the HTTP endpoints of docs/api.md section 3 each map to one function here,
  * and each write is one BEGIN IMMEDIATE transaction that changes the job and appends its event
  * together, so that a client polling events and a client reading the job never disagree. Job ids
- * are 128 random bits from the kernel, never sequential (docs/api.md section 6).
+ * are 128 random bits from the kernel (getrandom), never sequential (docs/api.md section 6).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/random.h>
 
 #include "db_internal.h"
 
@@ -22,20 +21,16 @@ static rsdb_err make_id(rsdb *db, char id[RSDB_ID_SIZE])
 {
     unsigned char bytes[16];
     size_t got = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        while (got < sizeof(bytes)) {
-            ssize_t n = read(fd, bytes + got, sizeof(bytes) - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        close(fd);
+    while (got < sizeof(bytes)) {
+        ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
     }
     if (got < sizeof(bytes)) {
-        strncpy(db->errmsg, "job id: cannot read /dev/urandom", sizeof(db->errmsg) - 1);
+        strncpy(db->errmsg, "job id: getrandom failed", sizeof(db->errmsg) - 1);
         db->errmsg[sizeof(db->errmsg) - 1] = '\0';
         return RSDB_ERANDOM;
     }
