@@ -5,16 +5,17 @@
  * assertions. This program measures through the public header risksim/db.h only (no SQL here),
  * each part on its own fresh database file in a temporary directory:
  *
- *   1. enqueue throughput: jobs/s on a connection of the role that accepts jobs
- *      (RSDB_ROLE_ACCEPT, synchronous=FULL: every commit is fsynced), and for comparison on a
- *      worker connection (synchronous=NORMAL);
+ *   1. enqueue throughput: jobs/s through the group committer from GROUP_THREADS threads
+ *      (RSDB_ROLE_ACCEPT, synchronous=FULL: every commit is fsynced), then one job per commit on
+ *      one connection with FULL and, for comparison, with synchronous=NORMAL;
  *   2. claim+complete throughput with 1 and 4 forked processes draining one queue;
  *   3. event append throughput: progress writes/s of one worker on one running job;
  *   4. the cost of one poll (rsdb_data_version + rsdb_events_all after the last seen seq) with
  *      nothing new and with one new event committed by another connection since the last poll;
  *   5. the WAL size after a period of mixed load (an enqueuer, two workers writing progress,
- *      a poller; --seconds, default 10; the issue's figure is for 60), run twice: with SQLite's
- *      automatic checkpoints only, and with the maintenance thread's rsdb_checkpoint.
+ *      a poller; --seconds, default 10; the issue's figure is for 60), run twice: with no
+ *      maintenance (SQLite's backstop checkpoint only), and with the maintenance thread's
+ *      rsdb_checkpoint every 200 ms.
  *
  * It prints the issue's targets beside the figures. Usage:
  *   db_bench [--jobs N] [--events N] [--polls N] [--seconds N] [--dir DIR]
