@@ -109,8 +109,6 @@ rsdb_err db_append_status(rsdb *db, const char *id, int64_t now_ms);
 rsdb_err db_create_in_tx(rsdb *db, rsdb_create *item);
 /* Returns 1 when item's arguments are acceptable (request set, body_hash with a key, ...). */
 int db_create_valid(const rsdb_create *item);
-/* Returns 1 when id has the form of a job id. */
-int db_id_valid(const char *id);
 /* Returns the size of the WAL file of the main database (0 when absent). */
 int64_t db_wal_size(rsdb *db);
 

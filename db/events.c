@@ -7,8 +7,10 @@
  * every write is a BEGIN IMMEDIATE transaction and SQLite has one writer at a time, seqs commit
  * in increasing order: a reader that has seen seq N will never later find a new event below N.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db_internal.h"
 
@@ -150,4 +152,69 @@ rsdb_err rsdb_data_version(rsdb *db, int64_t *out)
     if (db == NULL || out == NULL)
         return RSDB_EINVAL;
     return db_read_retry(db, data_version_once, out);
+}
+
+/* Writes ts_ms as RFC 3339 UTC with milliseconds ("2026-11-22T04:35:45.123Z", 24 bytes + NUL). */
+static void format_ts(int64_t ts_ms, char out[32])
+{
+    time_t secs = (time_t)(ts_ms / 1000);
+    int ms = (int)(ts_ms % 1000);
+    if (ms < 0) {
+        ms += 1000;
+        secs -= 1;
+    }
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, 32, "1970-01-01T00:00:00");
+        ms = 0;
+    }
+    size_t n = strlen(out);
+    snprintf(out + n, 32 - n, ".%03dZ", ms);
+}
+
+rsdb_err rsdb_event_json(const rsdb_event *ev, char **out, size_t *len)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (ev == NULL || out == NULL || ev->data == NULL)
+        return RSDB_EINVAL;
+    /* The data's members are spliced in between the transport fields: its text is a JSON object
+     * (the schema's json_valid check and the writers guarantee it), so only its outer braces
+     * need finding; nothing is parsed again, which matters for a complete event's result. */
+    const char *open = ev->data;
+    while (*open == ' ' || *open == '\t' || *open == '\n' || *open == '\r')
+        open++;
+    const char *close = ev->data + strlen(ev->data);
+    while (close > open &&
+           (close[-1] == ' ' || close[-1] == '\t' || close[-1] == '\n' || close[-1] == '\r'))
+        close--;
+    if (*open != '{' || close - open < 2 || close[-1] != '}')
+        return RSDB_EINVAL;
+    const char *inner = open + 1;
+    size_t inner_len = (size_t)(close - 1 - inner);
+    while (inner_len > 0 && (*inner == ' ' || *inner == '\t' || *inner == '\n' || *inner == '\r')) {
+        inner++;
+        inner_len--;
+    }
+    char ts[32];
+    format_ts(ev->ts_ms, ts);
+    char head[128];
+    int head_len = snprintf(head, sizeof(head), "{\"seq\":%lld,\"jobId\":\"%s\",\"type\":\"%s\"%s",
+                            (long long)ev->seq, ev->job_id, ev->type, inner_len > 0 ? "," : "");
+    char tail[64];
+    int tail_len = snprintf(tail, sizeof(tail), ",\"ts\":\"%s\"}", ts);
+    if (head_len < 0 || (size_t)head_len >= sizeof(head) || tail_len < 0 ||
+        (size_t)tail_len >= sizeof(tail))
+        return RSDB_EINVAL;
+    size_t total = (size_t)head_len + inner_len + (size_t)tail_len;
+    char *text = malloc(total + 1);
+    if (text == NULL)
+        return RSDB_ENOMEM;
+    memcpy(text, head, (size_t)head_len);
+    memcpy(text + head_len, inner, inner_len);
+    memcpy(text + (size_t)head_len + inner_len, tail, (size_t)tail_len + 1);
+    *out = text;
+    if (len != NULL)
+        *len = total;
+    return RSDB_OK;
 }

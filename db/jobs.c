@@ -7,6 +7,7 @@
  * are 128 random bits from the kernel (getrandom), never sequential (docs/api.md section 6).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -17,7 +18,7 @@ static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /* Writes a new random id (26 Crockford base32 characters of 128 random bits, the first
  * character carrying 3 bits) and its NUL to id. Returns RSDB_OK or RSDB_ERANDOM. */
-static rsdb_err make_id(rsdb *db, char id[RSDB_ID_SIZE])
+rsdb_err rsdb_job_id_new(char id[RSDB_ID_SIZE])
 {
     unsigned char bytes[16];
     size_t got = 0;
@@ -29,11 +30,8 @@ static rsdb_err make_id(rsdb *db, char id[RSDB_ID_SIZE])
             break;
         got += (size_t)n;
     }
-    if (got < sizeof(bytes)) {
-        strncpy(db->errmsg, "job id: getrandom failed", sizeof(db->errmsg) - 1);
-        db->errmsg[sizeof(db->errmsg) - 1] = '\0';
+    if (got < sizeof(bytes))
         return RSDB_ERANDOM;
-    }
     /* A 130-bit stream: two zero bits, then the 128 random bits, cut into 26 groups of 5. */
     for (int i = 0; i < RSDB_ID_LEN; i++) {
         unsigned value = 0;
@@ -227,9 +225,16 @@ static rsdb_err queue_check(rsdb *db, uint32_t queue_size)
 /* Inserts item's job row under a new id. */
 static rsdb_err insert_job(rsdb *db, rsdb_create *item)
 {
-    rsdb_err err = make_id(db, item->id);
-    if (err != RSDB_OK)
-        return err;
+    rsdb_err err = RSDB_OK;
+    if (item->preset_id != NULL) {
+        memcpy(item->id, item->preset_id, RSDB_ID_SIZE);
+    } else {
+        err = rsdb_job_id_new(item->id);
+        if (err != RSDB_OK) {
+            snprintf(db->errmsg, sizeof(db->errmsg), "job id: getrandom failed");
+            return err;
+        }
+    }
     sqlite3_stmt *insert = db_stmt_get(db, ST_JOB_INSERT, &err);
     if (insert == NULL)
         return err;
@@ -278,6 +283,7 @@ int db_create_valid(const rsdb_create *item)
 {
     const rsdb_job_spec *spec = &item->spec;
     return spec->request != NULL && (spec->idempotency_key == NULL || spec->body_hash != NULL) &&
+           (item->preset_id == NULL || id_valid(item->preset_id)) &&
            (item->result == NULL || item->complete_data != NULL) &&
            spec->trials <= (uint64_t)INT64_MAX;
 }
@@ -500,7 +506,7 @@ rsdb_err db_append_status(rsdb *db, const char *id, int64_t now_ms)
     return append_status(db, id, now_ms);
 }
 
-int db_id_valid(const char *id)
+int rsdb_job_id_valid(const char *id)
 {
     return id_valid(id);
 }

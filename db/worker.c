@@ -160,7 +160,7 @@ rsdb_err rsdb_job_progress(rsdb *db, const char *id, const char *owner, uint64_t
     if (db == NULL || !owner_valid(owner) || data == NULL || lease_ms <= 0 ||
         trials_done > (uint64_t)INT64_MAX)
         return RSDB_EINVAL;
-    if (!db_id_valid(id))
+    if (!rsdb_job_id_valid(id))
         return RSDB_ENOTFOUND;
     progress_ctx ctx = {id, owner, trials_done, lease_ms, data, now_ms, 0};
     rsdb_err err = db_write_tx(db, progress_tx, &ctx);
@@ -215,7 +215,7 @@ static rsdb_err finish(rsdb *db, finish_ctx *ctx)
 {
     if (db == NULL || !owner_valid(ctx->owner) || (ctx->state != NULL && ctx->data == NULL))
         return RSDB_EINVAL;
-    if (!db_id_valid(ctx->id))
+    if (!rsdb_job_id_valid(ctx->id))
         return RSDB_ENOTFOUND;
     return db_write_tx(db, finish_tx, ctx);
 }

@@ -4,8 +4,10 @@
 # both start here. Usage: scripts/deps.sh build|test
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite3)
-test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3)
+build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite3
+            libfcgi-dev libinih-dev libjwt-dev libssl-dev lighttpd curl)
+test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3
+           apache2 spawn-fcgi)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

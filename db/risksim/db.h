@@ -165,6 +165,8 @@ typedef struct rsdb_create {
     const char *result;        /* NULL: create a queued job */
     const char *complete_data; /* the complete event's data; required with result */
     int64_t now_ms;
+    const char *preset_id; /* NULL: draw a new id; else the id (from rsdb_job_id_new) to give
+                              the new job, e.g. one already written into its result */
     char id[RSDB_ID_SIZE]; /* out: the new (or, when existing, the earlier) job's id */
     int existing;          /* out: 1 when the idempotency key named an earlier job */
     rsdb_err err;          /* out: this item's answer */
@@ -214,6 +216,14 @@ typedef struct rsdb_committer_stats {
 
 /* Fills *out (thread-safe). */
 void rsdb_committer_stats_get(rsdb_committer *committer, rsdb_committer_stats *out);
+
+/* Writes a new random job id (128 bits from the kernel, 26 characters) and its NUL to id.
+ * Returns RSDB_OK or RSDB_ERANDOM. For a caller that must know a job's id before creating it
+ * (rsdb_create.preset_id). */
+rsdb_err rsdb_job_id_new(char id[RSDB_ID_SIZE]);
+
+/* Returns 1 when id has the form of a job id (26 characters of the id alphabet), else 0. */
+int rsdb_job_id_valid(const char *id);
 
 /* Reads one job with its request and result. Returns RSDB_OK with a new job in *out (free
  * with rsdb_job_free), RSDB_ENOTFOUND or a database error. */
@@ -331,6 +341,13 @@ rsdb_err rsdb_events_job(rsdb *db, const char *job_id, int64_t after_seq, size_t
 /* Reads the events of every job with seq > after_seq, in seq order, at most limit (capped at
  * RSDB_EVENTS_MAX): the bridge's one poll query. Errors as rsdb_events_job. */
 rsdb_err rsdb_events_all(rsdb *db, int64_t after_seq, size_t limit, rsdb_event_list *out);
+
+/* Writes ev as the JSON object both transports send (docs/api.md section 4): {"seq":…,
+ * "jobId":"…","type":"…", the fields of its data…, "ts":"2026-11-22T04:35:45.123Z"} into a new
+ * NUL-terminated string in *out (free with free) of *len bytes (len may be NULL). ev->data must
+ * be a JSON object, as every stored event's is. Returns RSDB_OK, RSDB_EINVAL (data not an
+ * object) or RSDB_ENOMEM. */
+rsdb_err rsdb_event_json(const rsdb_event *ev, char **out, size_t *len);
 
 /* Stores PRAGMA data_version in *out: it changes when another connection has committed a
  * change to the file since this connection's last read of it, and not otherwise (writes of

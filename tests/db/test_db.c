@@ -282,6 +282,61 @@ static void test_seq_never_reused_after_prune(void **state)
     rsdb_event_list_clear(&events);
 }
 
+/* The transport form of an event: transport fields, the data's members spliced in, ts. */
+static void test_event_json(void **state)
+{
+    (void)state;
+    rsdb_event ev = {.seq = 42, .job_id = "0123456789ABCDEFGHJKMNPQRS", .type = "progress"};
+    ev.ts_ms = 1767225600123;
+    char data[] = " {\"progress\":0.5,\"phase\":\"sampling\"} ";
+    ev.data = data;
+    char *json = NULL;
+    size_t len = 0;
+    assert_int_equal(rsdb_event_json(&ev, &json, &len), RSDB_OK);
+    assert_string_equal(json, "{\"seq\":42,\"jobId\":\"0123456789ABCDEFGHJKMNPQRS\","
+                              "\"type\":\"progress\",\"progress\":0.5,\"phase\":\"sampling\","
+                              "\"ts\":\"2026-01-01T00:00:00.123Z\"}");
+    assert_int_equal(len, strlen(json));
+    free(json);
+    char empty[] = "{ }";
+    ev.data = empty;
+    snprintf(ev.type, sizeof(ev.type), "cancelled");
+    assert_int_equal(rsdb_event_json(&ev, &json, NULL), RSDB_OK);
+    assert_string_equal(json, "{\"seq\":42,\"jobId\":\"0123456789ABCDEFGHJKMNPQRS\","
+                              "\"type\":\"cancelled\",\"ts\":\"2026-01-01T00:00:00.123Z\"}");
+    free(json);
+    char array[] = "[1]";
+    ev.data = array;
+    assert_int_equal(rsdb_event_json(&ev, &json, NULL), RSDB_EINVAL);
+    assert_null(json);
+    assert_int_equal(rsdb_event_json(NULL, &json, NULL), RSDB_EINVAL);
+}
+
+/* A caller may fix the id first (to write it into a result) and create the job under it. */
+static void test_preset_id(void **state)
+{
+    fixture *fx = *state;
+    char id[RSDB_ID_SIZE];
+    assert_int_equal(rsdb_job_id_new(id), RSDB_OK);
+    assert_true(rsdb_job_id_valid(id));
+    assert_false(rsdb_job_id_valid("0123456789abcdefghjkmnpqrs"));
+    assert_false(rsdb_job_id_valid(NULL));
+    rsdb_create item = {.spec = {REQUEST, 1000, NULL, NULL}, .now_ms = 5, .preset_id = id};
+    assert_int_equal(rsdb_job_create_batch(fx->db, &item, 1), RSDB_OK);
+    assert_int_equal(item.err, RSDB_OK);
+    assert_string_equal(item.id, id);
+    rsdb_job *job = get(fx->db, id);
+    rsdb_job_free(job);
+    /* The same id again is refused (primary key), nothing else is written. */
+    rsdb_create again = item;
+    assert_int_equal(rsdb_job_create_batch(fx->db, &again, 1), RSDB_OK);
+    assert_int_equal(again.err, RSDB_EINVAL);
+    rsdb_create bad = {.spec = {REQUEST, 1000, NULL, NULL}, .preset_id = "nope"};
+    assert_int_equal(rsdb_job_create_batch(fx->db, &bad, 1), RSDB_OK);
+    assert_int_equal(bad.err, RSDB_EINVAL);
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 1);
+}
+
 static void test_open_errors(void **state)
 {
     fixture *fx = *state;
@@ -1052,6 +1107,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+        cmocka_unit_test(test_event_json),
+        cmocka_unit_test_setup_teardown(test_preset_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seq_never_reused_after_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enqueue_and_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
