@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages risksim needs that are not installed yet.
 # Why this file exists: the README's run and test commands must work on a fresh machine, so
-# both start here. Usage: scripts/deps.sh build|test
+# both start here. Usage: scripts/deps.sh build|apache|test
+#   build:  what building and serving behind lighttpd need (the run command)
+#   apache: plus Apache (the run command's --apache)
+#   test:   plus everything the test suite uses
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite3
-            libfcgi-dev libinih-dev libjwt-dev libssl-dev lighttpd curl)
+            libfcgi-dev libinih-dev libjwt-dev libssl-dev lighttpd curl python3)
 test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3
            apache2 spawn-fcgi)
 
 want=("${build_pkgs[@]}")
-if [ "${1:-build}" = test ]; then
-  want+=("${test_pkgs[@]}")
-fi
+case "${1:-build}" in
+  build) ;;
+  apache) want+=(apache2) ;;
+  test) want+=("${test_pkgs[@]}") ;;
+  *) echo "deps.sh: unknown set '$1' (build, apache or test)" >&2; exit 64 ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

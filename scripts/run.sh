@@ -1,10 +1,48 @@
 #!/usr/bin/env bash
-# The README's run command: installs what is missing, builds risksim and runs a simulation of
-# the shipped example, showing its progress and the result.
+# The README's run command: installs what is missing, builds risksim, and serves it on
+# 127.0.0.1 behind lighttpd (or Apache) from the shipped configurations, with the job store in
+# build/serve-SERVER/risksim.db; submits a sample job and shows its progress streaming, then
+# stays in the foreground until Ctrl-C, which stops everything it started.
+#
+# Usage: bash scripts/run.sh [--apache]     (or RISKSIM_SERVER=apache; RISKSIM_PORT=8080)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+server=${RISKSIM_SERVER:-lighttpd}
+if [ "${1:-}" = "--apache" ]; then server=apache; fi
+case "$server" in lighttpd | apache) ;; *) echo "run.sh: unknown server '$server'" >&2; exit 64 ;; esac
+port=${RISKSIM_PORT:-8080}
+base="http://127.0.0.1:$port/risksim"
+
 bash scripts/deps.sh build
+if [ "$server" = apache ]; then bash scripts/deps.sh apache; fi
 echo "risksim: building (build/)" >&2
 bash scripts/build.sh build -DRISKSIM_BENCH=OFF
-echo "risksim: simulating examples/enterprise.json with 1,000,000 trials" >&2
-./build/cli/risksim simulate examples/enterprise.json --trials 1000000 --progress always --summary
+
+echo "risksim: starting $server on 127.0.0.1:$port" >&2
+python3 scripts/serve.py --server "$server" --port "$port" --state "build/serve-$server" \
+  --build build &
+serve_pid=$!
+stop() { kill -TERM "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; }
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+for _ in $(seq 1 100); do
+  if curl -fsS -o /dev/null "$base/healthz" 2>/dev/null; then break; fi
+  if ! kill -0 "$serve_pid" 2>/dev/null; then echo "run.sh: the server did not start" >&2; exit 1; fi
+  sleep 0.2
+done
+
+cat <<MSG
+
+risksim is serving $base/
+  API:      $base/simulations  (sync)   $base/simulations/async  (async)
+  health:   $base/healthz      metrics: $base/metrics
+  try:      curl -s -H 'Content-Type: application/json' --data-binary @examples/enterprise.json $base/simulations
+
+A sample job (examples/enterprise.json, 5,000,000 trials) and its events as they arrive:
+MSG
+python3 scripts/demo_job.py "$base" examples/enterprise.json --trials 5000000 || true
+echo
+echo "risksim: still serving $base/ — press Ctrl-C to stop."
+wait "$serve_pid"
