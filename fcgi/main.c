@@ -30,20 +30,6 @@
 
 extern char **environ;
 
-int64_t app_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-double app_monotonic(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The listening socket
  * ------------------------------------------------------------------------------------------- */
@@ -78,44 +64,27 @@ static int listen_unix(const char *path, unsigned mode)
     return fd;
 }
 
-/* Opens a TCP socket on "IPv4:PORT" or "[IPv6]:PORT". */
-static int listen_tcp(const char *spec)
+/* Opens a TCP socket on a parsed IPv4 or IPv6 address. */
+static int listen_tcp(const rscfg_addr *addr, const char *spec)
 {
-    char host[64];
-    const char *colon = strrchr(spec, ':');
-    if (colon == NULL || (size_t)(colon - spec) >= sizeof(host))
-        return -1;
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = '\0';
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
-        return -1;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     socklen_t len = 0;
-    int family = AF_INET;
-    if (host[0] == '[') {
-        size_t hl = strlen(host);
-        if (hl < 3 || host[hl - 1] != ']')
-            return -1;
-        host[hl - 1] = '\0';
+    int ok = 0;
+    if (addr->kind == RSCFG_ADDR_INET6) {
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
         a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host + 1, &a6->sin6_addr) != 1)
-            return -1;
-        family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)addr->port);
+        ok = inet_pton(AF_INET6, addr->host, &a6->sin6_addr) == 1;
         len = sizeof(*a6);
     } else {
         struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
         a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
-            return -1;
+        a4->sin_port = htons((uint16_t)addr->port);
+        ok = inet_pton(AF_INET, addr->host, &a4->sin_addr) == 1;
         len = sizeof(*a4);
     }
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ok ? socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
@@ -130,7 +99,13 @@ static int listen_tcp(const char *spec)
 /* The listening socket of the configuration: fd 0 (spawned) or a new one. */
 static int open_listener(const rscfg *cfg)
 {
-    if (cfg->listen[0] == '\0') {
+    rscfg_addr addr;
+    char err[256];
+    if (rscfg_addr_parse(cfg->listen, &addr, err, sizeof(err)) != 0) {
+        rslog(RSLOG_ERROR, "listen: %s", err);
+        return -1;
+    }
+    if (addr.kind == RSCFG_ADDR_FD0) {
         int type = 0;
         socklen_t len = sizeof(type);
         if (getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
@@ -140,12 +115,9 @@ static int open_listener(const rscfg *cfg)
         }
         return 0;
     }
-    if (strncmp(cfg->listen, "unix:", 5) == 0)
-        return listen_unix(cfg->listen + 5, cfg->listen_mode);
-    int fd = listen_tcp(cfg->listen);
-    if (fd < 0)
-        rslog(RSLOG_ERROR, "listen: cannot listen on %s", cfg->listen);
-    return fd;
+    if (addr.kind == RSCFG_ADDR_UNIX)
+        return listen_unix(addr.path, cfg->listen_mode);
+    return listen_tcp(&addr, cfg->listen);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -122,6 +122,6 @@ void handle_metrics(app *a, conn *c, http_req *r)
                     workers_alive(a), atomic_load(&a->waiters));
     metrics_render(a->metrics, buf, METRICS_CAP, &len);
     http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, buf,
-                 len > METRICS_CAP ? strlen(buf) : len);
+                 len >= METRICS_CAP ? strlen(buf) : len);
     free(buf);
 }
