@@ -8,21 +8,21 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "auth.h"
+#include "risksim/auth.h"
 #include "handlers.h"
 
 /* The permission a route and method need. */
-static auth_need need_of(const http_req *r)
+static rsauth_need need_of(const http_req *r)
 {
     switch (r->route.kind) {
     case ROUTE_JOB:
     case ROUTE_EVENTS:
     case ROUTE_STREAM:
-        return AUTH_NEED_JOB;
+        return RSAUTH_NEED_JOB;
     case ROUTE_SIMULATIONS:
-        return r->method == METHOD_POST ? AUTH_NEED_USER : AUTH_NEED_ADMIN;
+        return r->method == METHOD_POST ? RSAUTH_NEED_USER : RSAUTH_NEED_ADMIN;
     default:
-        return AUTH_NEED_USER;
+        return RSAUTH_NEED_USER;
     }
 }
 
@@ -31,7 +31,7 @@ static int authorize(app *a, http_req *r)
 {
     if (a->cfg.auth_secret[0] == '\0')
         return 0;
-    char token[AUTH_TOKEN_MAX + 1];
+    char token[RSAUTH_TOKEN_MAX + 1];
     int found = query_param(r->route.query, "token", token, sizeof(token));
     if (found < 0) {
         http_problem(r, 400, "bad-query", "Bad query parameter",
@@ -40,8 +40,8 @@ static int authorize(app *a, http_req *r)
     }
     char why[128];
     int status =
-        auth_check(a->cfg.auth_secret, r->authorization, found == 1 ? token : NULL, need_of(r),
-                   r->route.id_valid ? r->route.id : NULL, app_now_ms() / 1000, why, sizeof(why));
+        rsauth_check(a->cfg.auth_secret, r->authorization, found == 1 ? token : NULL, need_of(r),
+                     r->route.id_valid ? r->route.id : NULL, app_now_ms() / 1000, why, sizeof(why));
     if (status == 0)
         return 0;
     if (status == 401)

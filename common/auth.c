@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth.h"
+#include "risksim/auth.h"
 
 static void reason(char *why, size_t len, const char *text)
 {
@@ -32,17 +32,17 @@ static const char *bearer_token(const char *authorization)
 }
 
 /* Whether the decoded token allows need (on job_id). Returns 0 or 403. */
-static int permitted(jwt_t *jwt, auth_need need, const char *job_id, char *why, size_t why_len)
+static int permitted(jwt_t *jwt, rsauth_need need, const char *job_id, char *why, size_t why_len)
 {
     const char *job = jwt_get_grant(jwt, "job");
     const char *scope = jwt_get_grant(jwt, "scope");
     int admin = scope != NULL && strcmp(scope, "admin") == 0;
-    if (need == AUTH_NEED_ADMIN && !admin) {
+    if (need == RSAUTH_NEED_ADMIN && !admin) {
         reason(why, why_len, "this needs a token with \"scope\":\"admin\"");
         return 403;
     }
     if (job != NULL && !admin) {
-        if (need != AUTH_NEED_JOB || job_id == NULL || strcmp(job, job_id) != 0) {
+        if (need != RSAUTH_NEED_JOB || job_id == NULL || strcmp(job, job_id) != 0) {
             reason(why, why_len, "the token is for another job");
             return 403;
         }
@@ -50,8 +50,8 @@ static int permitted(jwt_t *jwt, auth_need need, const char *job_id, char *why, 
     return 0;
 }
 
-int auth_check(const char *secret, const char *authorization, const char *token_param,
-               auth_need need, const char *job_id, int64_t now_s, char *why, size_t why_len)
+int rsauth_check(const char *secret, const char *authorization, const char *token_param,
+                 rsauth_need need, const char *job_id, int64_t now_s, char *why, size_t why_len)
 {
     reason(why, why_len, "");
     if (secret == NULL || secret[0] == '\0')
@@ -67,7 +67,7 @@ int auth_check(const char *secret, const char *authorization, const char *token_
         reason(why, why_len, "a token is required");
         return 401;
     }
-    if (strlen(token) > AUTH_TOKEN_MAX) {
+    if (strlen(token) > RSAUTH_TOKEN_MAX) {
         reason(why, why_len, "the token is too long");
         return 401;
     }
