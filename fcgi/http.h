@@ -14,7 +14,7 @@
 #include <fcgiapp.h>
 #include <stddef.h>
 
-#include "route.h"
+#include "risksim/route.h"
 
 struct json_object;
 

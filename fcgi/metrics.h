@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "route.h"
+#include "risksim/route.h"
 
 typedef struct metrics metrics;
 

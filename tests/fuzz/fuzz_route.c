@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the responder's router and query-string parser (fcgi/route.c).
+ * libFuzzer target: the responder's router and query-string parser (common/route.c).
  *
  * Why this file exists: REQUEST_URI and QUERY_STRING are the first bytes of a request the
  * responder reads, straight from the client. This target feeds arbitrary request targets to
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
+#include "risksim/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 /*
- * The responder's router and query-string parser.
+ * The router and query-string parser of the HTTP API, shared by the responder and the bridge.
  *
  * Why this file exists: the request line is the first untrusted input the responder sees, and
  * both the choice of endpoint and the reading of query parameters must be exact, bounded and the
@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "route.h"
+#include "risksim/route.h"
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 

@@ -1,11 +1,11 @@
 /*
- * risksim fcgi: the responder's router and query-string parser.
+ * risksim route: the router and query-string parser of the HTTP API (both daemons).
  *
- * Why this file exists: every request reaching risksim-fcgi must be mapped to one endpoint of the
- * HTTP API, and the mapping must be the same behind Apache (mod_proxy_fcgi) and lighttpd
- * (mod_fastcgi), whatever the mount point. Doing it in pure functions over plain strings keeps
- * the rules in one place, lets the unit tests and the fuzz target drive them without a server,
- * and keeps the untrusted bytes of the request line away from the rest of the responder: a
+ * Why this file exists: every request reaching risksim-fcgi (or the bridge) must be mapped to one
+ * endpoint of the HTTP API, and the mapping must be the same behind Apache (mod_proxy_fcgi) and
+ * lighttpd (mod_fastcgi), whatever the mount point. Doing it in pure functions over plain strings
+ * keeps the rules in one place, lets the unit tests and the fuzz target drive them without a
+ * server, and keeps the untrusted bytes of the request line away from the rest of the responder: a
  * handler receives a route kind, a job id that has already been checked, and a query string it
  * reads only through query_param. Nothing here allocates, prints or keeps state; route.c uses
  * libc alone.
@@ -39,8 +39,8 @@
  *     kind (ROUTE_JOB, ROUTE_EVENTS or ROUTE_STREAM) with id_valid 0, so that the responder can
  *     answer "no such job" rather than "no such route".
  */
-#ifndef RISKSIM_FCGI_ROUTE_H
-#define RISKSIM_FCGI_ROUTE_H
+#ifndef RISKSIM_ROUTE_H
+#define RISKSIM_ROUTE_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * Tests of the responder's router and query-string parser (fcgi/route.h).
+ * Tests of the responder's router and query-string parser (common/risksim/route.h).
  *
  * Why this file exists: the router decides which endpoint answers a request and which bytes of
  * the request line reach a handler, so its refusals matter as much as its matches. These tests
@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "route.h"
+#include "risksim/route.h"
 
 /* A valid job id and wrong-form variants of it. */
 #define ID "01ARZ3NDEKTSV4RRFFQ69G5FAV"
