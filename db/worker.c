@@ -260,7 +260,13 @@ typedef struct reap_ctx {
     size_t requeued;
     size_t failed;
     char ids[RSDB_REAP_BATCH][RSDB_ID_SIZE];
+    unsigned char is_failed[RSDB_REAP_BATCH];
 } reap_ctx;
+
+/* The error event of a job the reaper failed (the same message as its error_message column). */
+#define REAP_ERROR_DATA                                                                            \
+    "{\"error\":{\"code\":\"lease_expired\",\"message\":\"the job's worker stopped renewing "      \
+    "its lease too many times\"}}"
 
 static rsdb_err reap_tx(rsdb *db, void *vctx)
 {
@@ -284,7 +290,8 @@ static rsdb_err reap_tx(rsdb *db, void *vctx)
         strncpy(ctx->ids[n], id, RSDB_ID_LEN);
         ctx->ids[n][RSDB_ID_LEN] = '\0';
         n++;
-        if (strcmp(state, "failed") == 0)
+        ctx->is_failed[n - 1] = strcmp(state, "failed") == 0;
+        if (ctx->is_failed[n - 1])
             ctx->failed++;
         else
             ctx->requeued++;
@@ -292,9 +299,14 @@ static rsdb_err reap_tx(rsdb *db, void *vctx)
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         err = db_fail(db, rc, "reap");
     db_reset(stmt);
-    /* The events are appended after the UPDATE has finished, in one transaction with it. */
-    for (size_t i = 0; err == RSDB_OK && i < n; i++)
-        err = db_append_status(db, ctx->ids[i], ctx->now_ms);
+    /* The events are appended after the UPDATE has finished, in one transaction with it: a
+     * re-queued job gets a status event, a failed one its terminal error event. */
+    for (size_t i = 0; err == RSDB_OK && i < n; i++) {
+        if (ctx->is_failed[i])
+            err = db_append_event(db, ctx->ids[i], "error", REAP_ERROR_DATA, ctx->now_ms);
+        else
+            err = db_append_status(db, ctx->ids[i], ctx->now_ms);
+    }
     return err;
 }
 

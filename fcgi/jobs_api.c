@@ -625,9 +625,6 @@ int check_query_names(http_req *r, const char *const *allowed)
 static int list_query(http_req *r, rsdb_state *state, int *has_state, size_t *limit,
                       int64_t *before_created, char before_id[RSDB_ID_SIZE], int *has_before)
 {
-    static const char *const allowed[] = {"status", "limit", "before", "token", NULL};
-    if (check_query_names(r, allowed) != 0)
-        return -1;
     char value[64];
     *has_state = 0;
     int found = query_param(r->route.query, "status", value, sizeof(value));

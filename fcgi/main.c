@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,19 @@ typedef struct server {
     app *a;
     int listen_fd;
     pthread_mutex_t accept_lock; /* one thread in accept() at a time, as libfcgi advises */
+    atomic_int running;          /* request threads not yet returned */
 } server;
+
+/* The signal that interrupts a request thread blocked in accept() at shutdown. Its handler does
+ * nothing: the point is the EINTR, which FCGI_FAIL_ACCEPT_ON_INTR turns into a failed accept.
+ * (Shutting the listening socket down instead would break it for every other process sharing
+ * it: spawn-fcgi -F, a systemd socket, Apache with several responders.) */
+#define WAKE_SIGNAL SIGUSR1
+
+static void on_wake_signal(int sig)
+{
+    (void)sig;
+}
 
 /* Logs one answered request (the path only: a query may carry a token). */
 static void log_request(const http_req *r)
@@ -139,20 +152,21 @@ static void log_request(const http_req *r)
           r->method_text != NULL ? r->method_text : "-", path_len, r->uri, r->status, ms);
 }
 
-static void *request_main(void *varg)
+/* Accepts and answers requests until the process stops. */
+static void request_loop(server *s)
 {
-    server *s = varg;
     app *a = s->a;
     FCGX_Request fcgx;
     if (FCGX_InitRequest(&fcgx, s->listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
-        return NULL;
+        return;
     conn c = {NULL};
     rsdb_options opt;
     rsdb_options_default(&opt);
     char err[256];
     if (rsdb_open(a->cfg.db_path, &opt, &c.db, err, sizeof(err)) != RSDB_OK) {
         rslog(RSLOG_ERROR, "request thread: cannot open %s: %s", a->cfg.db_path, err);
-        return NULL;
+        FCGX_Free(&fcgx, 0);
+        return;
     }
     while (!atomic_load(&a->stopping)) {
         pthread_mutex_lock(&s->accept_lock);
@@ -172,7 +186,29 @@ static void *request_main(void *varg)
     }
     FCGX_Free(&fcgx, 0);
     rsdb_free(c.db);
+}
+
+static void *request_main(void *varg)
+{
+    server *s = varg;
+    request_loop(s);
+    atomic_fetch_sub(&s->running, 1);
     return NULL;
+}
+
+/* Interrupts the request threads until all have returned (a thread may be between its stop
+ * check and accept() when the first signal arrives, so the signal is repeated), then joins
+ * them. Threads busy with a request finish it first. */
+static void stop_request_threads(server *s, pthread_t *threads, unsigned n)
+{
+    while (atomic_load(&s->running) > 0) {
+        for (unsigned i = 0; i < n; i++)
+            pthread_kill(threads[i], WAKE_SIGNAL);
+        struct timespec pause = {0, 50 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(threads[i], NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -259,6 +295,9 @@ int main(int argc, char **argv)
         return exit_code;
     rslog_init("risksim-fcgi", a.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction wake = {.sa_handler = on_wake_signal}; /* no SA_RESTART: accept gets EINTR */
+    sigemptyset(&wake.sa_mask);
+    sigaction(WAKE_SIGNAL, &wake, NULL);
     sigset_t stop_set;
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGTERM);
@@ -267,7 +306,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     if (app_init(&a) != 0)
         return 1;
-    server s = {&a, open_listener(&a.cfg), PTHREAD_MUTEX_INITIALIZER};
+    server s = {&a, open_listener(&a.cfg), PTHREAD_MUTEX_INITIALIZER, 0};
     if (s.listen_fd < 0 || FCGX_Init() != 0) {
         rsdb_committer_free(a.committer);
         metrics_free(a.metrics);
@@ -281,8 +320,14 @@ int main(int argc, char **argv)
         pthread_create(&workers[i], NULL, worker_main, &wargs[i]);
     }
     unsigned nreq = a.cfg.threads > 256 ? 256 : a.cfg.threads;
-    for (unsigned i = 0; i < nreq; i++)
-        pthread_create(&requests[i], NULL, request_main, &s);
+    for (unsigned i = 0; i < nreq; i++) {
+        atomic_fetch_add(&s.running, 1);
+        if (pthread_create(&requests[i], NULL, request_main, &s) != 0) {
+            atomic_fetch_sub(&s.running, 1);
+            nreq = i;
+            break;
+        }
+    }
     rslog(RSLOG_INFO, "started %s: %u request threads, %u workers, db %s, listening on %s",
           RISKSIM_VERSION, nreq, a.workers, a.cfg.db_path,
           a.cfg.listen[0] != '\0' ? a.cfg.listen : "fd 0");
@@ -294,9 +339,7 @@ int main(int argc, char **argv)
           sig);
     atomic_store(&a.stopping, 1);
     FCGX_ShutdownPending();
-    shutdown(s.listen_fd, SHUT_RDWR); /* wakes the thread blocked in accept() */
-    for (unsigned i = 0; i < nreq; i++)
-        pthread_join(requests[i], NULL);
+    stop_request_threads(&s, requests, nreq);
     for (unsigned i = 0; i < a.workers; i++)
         pthread_join(workers[i], NULL);
     pthread_join(maintenance, NULL);

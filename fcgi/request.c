@@ -52,6 +52,20 @@ static int authorize(app *a, http_req *r)
     return -1;
 }
 
+/* The query parameters each endpoint knows (every one also accepts `token`, for auth). Query
+ * strings are strict: an unknown name is a 400, so that a typo is never silently ignored. */
+static const char *const *allowed_params(const http_req *r)
+{
+    static const char *const list[] = {"status", "limit", "before", "token", NULL};
+    static const char *const events[] = {"after", "wait", "token", NULL};
+    static const char *const plain[] = {"token", NULL};
+    if (r->route.kind == ROUTE_SIMULATIONS && r->method != METHOD_POST)
+        return list;
+    if (r->route.kind == ROUTE_EVENTS)
+        return events;
+    return plain;
+}
+
 static void respond_method_not_allowed(http_req *r)
 {
     char headers[128];
@@ -126,6 +140,8 @@ void handle_request(app *a, conn *c, http_req *r)
         respond_method_not_allowed(r);
         return;
     }
+    if (check_query_names(r, allowed_params(r)) != 0)
+        return;
     if (authorize(a, r) != 0)
         return;
     dispatch(a, c, r);

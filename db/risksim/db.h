@@ -300,9 +300,10 @@ rsdb_err rsdb_job_release(rsdb *db, const char *id, const char *owner, int64_t n
 /* Largest number of jobs one rsdb_reap call handles. */
 #define RSDB_REAP_BATCH 256
 
-/* Re-queues running jobs whose lease ended before now_ms, or fails them (error_code
- * "lease_expired") once their attempts reached max_attempts, appending a `status` event for
- * each; at most RSDB_REAP_BATCH jobs per call. *requeued and *failed (may be NULL) receive the
+/* Re-queues running jobs whose lease ended before now_ms (appending a `status` event), or fails
+ * them (error_code "lease_expired", appending the terminal `error` event
+ * {"error":{"code":"lease_expired","message":…}}) once their attempts reached max_attempts; at
+ * most RSDB_REAP_BATCH jobs per call. *requeued and *failed (may be NULL) receive the
  * counts. Returns RSDB_OK or a database error. */
 rsdb_err rsdb_reap(rsdb *db, int64_t now_ms, uint32_t max_attempts, size_t *requeued,
                    size_t *failed);

@@ -797,10 +797,11 @@ static void test_reaper(void **state)
     rsdb_job_free(job);
     rsdb_event_list ev;
     assert_int_equal(rsdb_events_job(fx->db, a, 0, 100, &ev), RSDB_OK);
-    /* queued, running, queued (reaped), running, failed (reaped) */
+    /* queued, running, queued (reaped), running, then the terminal error (reaped) */
     assert_int_equal(ev.count, 5);
     assert_non_null(strstr(ev.items[2].data, "\"status\":\"queued\""));
-    assert_non_null(strstr(ev.items[4].data, "\"status\":\"failed\""));
+    assert_string_equal(ev.items[4].type, "error");
+    assert_non_null(strstr(ev.items[4].data, "\"code\":\"lease_expired\""));
     rsdb_event_list_clear(&ev);
 
     /* b's longer lease runs out later; with more attempts allowed it is requeued. */

@@ -136,8 +136,10 @@ def _header_blocks(raw: bytes) -> List[str]:
     return last[1:]
 
 
-def request(url: str, method: Optional[str] = None, headers: Optional[Union[Mapping[str, str],
-                                                                   Sequence[Tuple[str, str]]]] = None,
+Headers = Union[Mapping[str, Optional[str]], Sequence[Tuple[str, Optional[str]]]]
+
+
+def request(url: str, method: Optional[str] = None, headers: Optional[Headers] = None,
             body: BodyType = None, json_body: object = None, chunked: bool = False,
             content_type: Optional[str] = "application/json", timeout: float = 60.0,
             extra_args: Sequence[str] = ()) -> Response:
@@ -155,6 +157,8 @@ def request(url: str, method: Optional[str] = None, headers: Optional[Union[Mapp
         body = body.encode("utf-8")
     if method is None:
         method = "POST" if body is not None else "GET"
+    if body is None and method in ("POST", "PUT", "PATCH"):
+        body = b""  # with Content-Length: 0 (web servers refuse a POST without a length: 411)
     pairs: List[Tuple[str, Optional[str]]] = []
     if isinstance(headers, Mapping):
         pairs = list(headers.items())
@@ -190,7 +194,13 @@ def request(url: str, method: Optional[str] = None, headers: Optional[Union[Mapp
             args += ["--data-binary", "@" + data_path]
             shown += ["--data-binary", "@BODY"]
         for name, value in pairs:
-            header_args += ["-H", f"{name}:" if value is None else f"{name}: {value}"]
+            # "Name:" makes curl drop the header, "Name;" sends it with an empty value.
+            if value is None:
+                header_args += ["-H", f"{name}:"]
+            elif value == "":
+                header_args += ["-H", f"{name};"]
+            else:
+                header_args += ["-H", f"{name}: {value}"]
         args += header_args
         shown += header_args
         args += list(extra_args)
@@ -206,11 +216,13 @@ def request(url: str, method: Optional[str] = None, headers: Optional[Union[Mapp
                 raw_headers = f.read()
         except OSError:
             raw_headers = b""
-        try:
-            with open(body_path, "rb") as f:
-                data = f.read()
-        except OSError:
-            data = b""
+        data = b""
+        if method != "HEAD":  # with --head curl reads no body (and -o gets the headers)
+            try:
+                with open(body_path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                pass
         err = proc.stderr.decode("utf-8", "replace").strip()
         return Response(req, status, _header_blocks(raw_headers), data,
                         err if proc.returncode != 0 else "")
