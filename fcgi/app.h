@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "risksim/clock.h"
 #include "risksim/config.h"
 #include "risksim/db.h"
 #include "risksim/engine.h"
@@ -35,10 +36,6 @@ typedef struct app {
     int64_t started_ms;
 } app;
 
-/* Milliseconds since the Unix epoch (the clock leases and events use). */
-int64_t app_now_ms(void);
-
-/* Seconds on the monotonic clock (durations). */
-double app_monotonic(void);
+/* The clocks: rsclock_wall_ms (leases and events) and rsclock_monotonic (durations). */
 
 #endif

@@ -106,7 +106,7 @@ static rsdb_err wait_for_events(app *a, conn *c, const char *id, int64_t after, 
 {
     int64_t version = 0;
     rsdb_err err = rsdb_data_version(c->db, &version);
-    while (err == RSDB_OK && list->count == 0 && app_monotonic() < deadline &&
+    while (err == RSDB_OK && list->count == 0 && rsclock_monotonic() < deadline &&
            !atomic_load(&a->stopping)) {
         sleep_ms(WAIT_PROBE_MS);
         int64_t now_version = 0;
@@ -143,7 +143,7 @@ void handle_events(app *a, conn *c, http_req *r)
     const char *headers = NULL;
     if (err == RSDB_OK && list.count == 0 && wait_s > 0 && !finished_state(state)) {
         if (atomic_fetch_add(&a->waiters, 1) < a->max_waiters) {
-            err = wait_for_events(a, c, r->route.id, after, app_monotonic() + wait_s, &list);
+            err = wait_for_events(a, c, r->route.id, after, rsclock_monotonic() + wait_s, &list);
         } else {
             headers = "Retry-After: 1\r\n"; /* too many waiting: answer now, come back soon */
         }

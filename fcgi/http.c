@@ -20,7 +20,7 @@ void http_req_init(http_req *r, FCGX_Request *fcgx, const char *base_path)
 {
     memset(r, 0, sizeof(*r));
     r->fcgx = fcgx;
-    r->start = app_monotonic();
+    r->start = rsclock_monotonic();
     FCGX_ParamArray env = fcgx->envp;
     r->method_text = FCGX_GetParam("REQUEST_METHOD", env);
     r->method = route_method_parse(r->method_text != NULL ? r->method_text : "");

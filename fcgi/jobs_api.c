@@ -27,27 +27,14 @@ void job_path(const app *a, const char *id, const char *suffix, char *buf, size_
     snprintf(buf, len, "%s/simulations/%s%s", a->cfg.base_path, id, suffix);
 }
 
-/* Formats ms since the epoch as RFC 3339 UTC with milliseconds. */
-static void iso_time(int64_t ms, char out[32])
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    size_t n = strlen(out);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
 static void add_time(json_object *o, const char *key, int64_t ms)
 {
     if (ms <= 0) {
         json_object_object_add(o, key, NULL);
         return;
     }
-    char text[32];
-    iso_time(ms, text);
+    char text[RSCLOCK_TS_SIZE];
+    rsclock_rfc3339(ms, text);
     json_object_object_add(o, key, json_object_new_string(text));
 }
 
@@ -322,7 +309,7 @@ static void submit_async(app *a, conn *c, http_req *r, rs_model *model)
     if (idempotency_spec(r, &item.spec, hash) != 0)
         return;
     item.queue_size = a->cfg.queue_size;
-    item.now_ms = app_now_ms();
+    item.now_ms = rsclock_wall_ms();
     rsdb_err err = rsdb_committer_create(a->committer, &item);
     if (err == RSDB_EQUEUEFULL) {
         char detail[128];
@@ -482,7 +469,7 @@ static void run_sync(app *a, conn *c, http_req *r, rs_model *model)
     item.result = result;
     item.complete_data = data;
     item.preset_id = id;
-    item.now_ms = app_now_ms();
+    item.now_ms = rsclock_wall_ms();
     rsdb_err err = rsdb_committer_create(a->committer, &item);
     char headers[2048];
     deprecation_headers(a, headers, sizeof(headers));
@@ -567,7 +554,7 @@ void handle_cancel_job(app *a, conn *c, http_req *r)
     rsdb_job_free(job);
     if (!finished) {
         rsdb_state after = RSDB_QUEUED;
-        err = rsdb_job_cancel(c->db, r->route.id, app_now_ms(), &after);
+        err = rsdb_job_cancel(c->db, r->route.id, rsclock_wall_ms(), &after);
         if (err != RSDB_OK) {
             handle_db_error(a, r, err, "cancel");
             return;

@@ -146,7 +146,7 @@ static void on_wake_signal(int sig)
 /* Logs one answered request (the path only: a query may carry a token). */
 static void log_request(const http_req *r)
 {
-    double ms = (app_monotonic() - r->start) * 1000.0;
+    double ms = (rsclock_monotonic() - r->start) * 1000.0;
     int path_len = (int)strcspn(r->uri, "?");
     rslog(r->status >= 500 ? RSLOG_ERROR : RSLOG_INFO, "%s %.*s %d %.1fms",
           r->method_text != NULL ? r->method_text : "-", path_len, r->uri, r->status, ms);
@@ -262,8 +262,8 @@ static int app_init(app *a)
     gethostname(host, sizeof(host) - 1);
     host[sizeof(host) - 1] = '\0';
     snprintf(a->owner_prefix, sizeof(a->owner_prefix), "%s:%ld", host, (long)getpid());
-    a->started_ms = app_now_ms();
-    int64_t now = app_now_ms();
+    a->started_ms = rsclock_wall_ms();
+    int64_t now = rsclock_wall_ms();
     for (unsigned i = 0; i < APP_MAX_WORKERS; i++)
         atomic_store(&a->worker_beat_ms[i], now);
     a->metrics = metrics_new();

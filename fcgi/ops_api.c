@@ -17,7 +17,7 @@
  * callback; an idle one every poll). */
 static unsigned workers_alive(app *a)
 {
-    int64_t now = app_now_ms();
+    int64_t now = rsclock_wall_ms();
     int64_t window = 2000LL * a->cfg.lease_s;
     unsigned alive = 0;
     for (unsigned i = 0; i < a->workers; i++) {
@@ -30,7 +30,7 @@ static unsigned workers_alive(app *a)
 void handle_healthz(app *a, conn *c, http_req *r)
 {
     rsdb_stats st;
-    rsdb_err err = rsdb_stats_get(c->db, app_now_ms(), &st);
+    rsdb_err err = rsdb_stats_get(c->db, rsclock_wall_ms(), &st);
     unsigned alive = workers_alive(a);
     int ok = err == RSDB_OK && alive == a->workers && !atomic_load(&a->stopping);
     json_object *o = json_object_new_object();
@@ -100,7 +100,7 @@ static void render_db(app *a, const rsdb_stats *st, char *buf, size_t cap, size_
 void handle_metrics(app *a, conn *c, http_req *r)
 {
     rsdb_stats st;
-    rsdb_err err = rsdb_stats_get(c->db, app_now_ms(), &st);
+    rsdb_err err = rsdb_stats_get(c->db, rsclock_wall_ms(), &st);
     char *buf = malloc(METRICS_CAP);
     if (buf == NULL) {
         http_problem(r, 503, "unavailable", "Out of memory", NULL, NULL, "Retry-After: 1\r\n");

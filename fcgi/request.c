@@ -39,9 +39,9 @@ static int authorize(app *a, http_req *r)
         return -1;
     }
     char why[128];
-    int status =
-        rsauth_check(a->cfg.auth_secret, r->authorization, found == 1 ? token : NULL, need_of(r),
-                     r->route.id_valid ? r->route.id : NULL, app_now_ms() / 1000, why, sizeof(why));
+    int status = rsauth_check(a->cfg.auth_secret, r->authorization, found == 1 ? token : NULL,
+                              need_of(r), r->route.id_valid ? r->route.id : NULL,
+                              rsclock_wall_ms() / 1000, why, sizeof(why));
     if (status == 0)
         return 0;
     if (status == 401)

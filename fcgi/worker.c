@@ -87,9 +87,10 @@ static run_stop write_progress(run_ctx *ctx, const rs_progress *p, double now)
              "{\"progress\":%.6f,\"trialsDone\":%llu,\"trials\":%llu,\"phase\":\"%s\"}", fraction,
              (unsigned long long)p->trials_done, (unsigned long long)p->trials_total, p->phase);
     int cancel = 0;
-    rsdb_err err = rsdb_job_progress(ctx->db, ctx->job->id, ctx->owner, p->trials_done,
-                                     1000LL * ctx->a->cfg.lease_s, data, app_now_ms(), &cancel);
-    metrics_record_progress(ctx->a->metrics, app_monotonic() - now);
+    rsdb_err err =
+        rsdb_job_progress(ctx->db, ctx->job->id, ctx->owner, p->trials_done,
+                          1000LL * ctx->a->cfg.lease_s, data, rsclock_wall_ms(), &cancel);
+    metrics_record_progress(ctx->a->metrics, rsclock_monotonic() - now);
     ctx->last_trials = p->trials_done;
     ctx->last_write = now;
     if (err == RSDB_ESTATE || err == RSDB_ELEASE || err == RSDB_ENOTFOUND) {
@@ -106,8 +107,8 @@ static run_stop write_progress(run_ctx *ctx, const rs_progress *p, double now)
 static int on_progress(void *vctx, const rs_progress *p)
 {
     run_ctx *ctx = vctx;
-    double now = app_monotonic();
-    atomic_store(&ctx->a->worker_beat_ms[ctx->index], app_now_ms());
+    double now = rsclock_monotonic();
+    atomic_store(&ctx->a->worker_beat_ms[ctx->index], rsclock_wall_ms());
     if (atomic_load(&ctx->a->stopping)) {
         ctx->stop = RUN_SHUTDOWN;
         return 1;
@@ -128,7 +129,7 @@ static void fail_job(run_ctx *ctx, const char *code, const char *message)
     json_object_object_add(data, "error", e);
     const char *text = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN);
     rsdb_err err = rsdb_job_fail(ctx->db, ctx->job->id, ctx->owner, code, message,
-                                 text != NULL ? text : "{}", app_now_ms());
+                                 text != NULL ? text : "{}", rsclock_wall_ms());
     if (err != RSDB_OK)
         rslog_job(RSLOG_ERROR, ctx->job->id, "could not record the failure: %s",
                   rsdb_strerror(err));
@@ -155,7 +156,7 @@ static const char *complete_job(run_ctx *ctx, const rs_result *result, const rs_
     } else {
         snprintf(data, len + 16, "{\"result\":%s}", text);
         rsdb_err err =
-            rsdb_job_complete(ctx->db, ctx->job->id, ctx->owner, text, data, app_now_ms());
+            rsdb_job_complete(ctx->db, ctx->job->id, ctx->owner, text, data, rsclock_wall_ms());
         if (err != RSDB_OK) {
             /* Not stored: the lease runs out and the job is run again (same result). */
             rslog_job(RSLOG_ERROR, ctx->job->id, "could not store the result: %s",
@@ -174,10 +175,10 @@ static const char *end_stopped(run_ctx *ctx)
     rsdb_err err = RSDB_OK;
     const char *outcome = "released";
     if (ctx->stop == RUN_CANCEL_REQUESTED) {
-        err = rsdb_job_cancelled(ctx->db, ctx->job->id, ctx->owner, app_now_ms());
+        err = rsdb_job_cancelled(ctx->db, ctx->job->id, ctx->owner, rsclock_wall_ms());
         outcome = "cancelled";
     } else if (ctx->stop == RUN_SHUTDOWN) {
-        err = rsdb_job_release(ctx->db, ctx->job->id, ctx->owner, app_now_ms());
+        err = rsdb_job_release(ctx->db, ctx->job->id, ctx->owner, rsclock_wall_ms());
     }
     if (err != RSDB_OK)
         rslog_job(RSLOG_WARN, ctx->job->id, "could not end the stopped run: %s",
@@ -188,7 +189,7 @@ static const char *end_stopped(run_ctx *ctx)
 /* Runs one claimed job to its end. */
 static void run_job(app *a, rsdb *db, unsigned index, const char *owner, const rsdb_job *job)
 {
-    double start = app_monotonic();
+    double start = rsclock_monotonic();
     run_ctx ctx = {a, db, index, job, owner, 0, start, RUN_GOING};
     rs_model *model = NULL;
     rs_diag *diag = rs_diag_new();
@@ -211,7 +212,7 @@ static void run_job(app *a, rsdb *db, unsigned index, const char *owner, const r
             fail_job(&ctx, "engine_error", rs_strerror(err));
         rs_result_free(result);
     }
-    double seconds = app_monotonic() - start;
+    double seconds = rsclock_monotonic() - start;
     metrics_record_job(a->metrics, outcome, seconds);
     rslog_job(RSLOG_INFO, job->id, "%s after %.3f s (attempt %u)", outcome, seconds, job->attempts);
     rs_model_free(model);
@@ -250,9 +251,9 @@ void *worker_main(void *varg)
             nap(a, 1000);
     }
     while (!atomic_load(&a->stopping)) {
-        atomic_store(&a->worker_beat_ms[arg->index], app_now_ms());
+        atomic_store(&a->worker_beat_ms[arg->index], rsclock_wall_ms());
         rsdb_job *job = NULL;
-        rsdb_err err = rsdb_job_claim(db, owner, 1000LL * a->cfg.lease_s, app_now_ms(), &job);
+        rsdb_err err = rsdb_job_claim(db, owner, 1000LL * a->cfg.lease_s, rsclock_wall_ms(), &job);
         if (err == RSDB_EEMPTY) {
             nap(a, IDLE_POLL_MS);
             continue;
@@ -274,16 +275,16 @@ void *worker_main(void *varg)
 static void maintain(app *a, rsdb *db, double *last_prune)
 {
     size_t requeued = 0, failed = 0;
-    rsdb_err err = rsdb_reap(db, app_now_ms(), a->cfg.max_attempts, &requeued, &failed);
+    rsdb_err err = rsdb_reap(db, rsclock_wall_ms(), a->cfg.max_attempts, &requeued, &failed);
     if (err != RSDB_OK)
         rslog(RSLOG_WARN, "reaper: %s", rsdb_strerror(err));
     else if (requeued + failed > 0)
         rslog(RSLOG_WARN, "reaper: %zu expired leases re-queued, %zu jobs failed", requeued,
               failed);
-    double now = app_monotonic();
+    double now = rsclock_monotonic();
     if (a->cfg.retention_s > 0 && (now - *last_prune) * 1000.0 >= PRUNE_PERIOD_MS) {
         size_t deleted = 0;
-        err = rsdb_prune(db, app_now_ms(), 1000LL * (int64_t)a->cfg.retention_s, 0, &deleted);
+        err = rsdb_prune(db, rsclock_wall_ms(), 1000LL * (int64_t)a->cfg.retention_s, 0, &deleted);
         if (err != RSDB_OK)
             rslog(RSLOG_WARN, "prune: %s", rsdb_strerror(err));
         else if (deleted > 0)
