@@ -23,7 +23,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 step "unit tests under valgrind"
 fails=0
 for t in build/tests/engine_test_* build/tests/db_test_* build/tests/common_test_* \
-    build/tests/fcgi_test_*; do
+    build/tests/fcgi_test_* build/tests/wsbridge_test_*; do
   [ -x "$t" ] || continue
   if ! RISKSIM_UNDER_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full \
       --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible \
