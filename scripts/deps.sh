@@ -11,7 +11,7 @@ build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite
             libfcgi-dev libinih-dev libjwt-dev libssl-dev libwebsockets-dev lighttpd curl
             python3)
 test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3
-           apache2 spawn-fcgi python3-websockets)
+           apache2 spawn-fcgi python3-websockets wrk)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
