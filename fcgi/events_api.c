@@ -125,21 +125,13 @@ void handle_events(app *a, conn *c, http_req *r)
     unsigned wait_s = 0;
     if (events_query(a, r, &after, &wait_s) != 0)
         return;
-    rsdb_job *job = NULL;
-    rsdb_err err = r->route.id_valid ? rsdb_job_get(c->db, r->route.id, &job) : RSDB_ENOTFOUND;
-    if (err == RSDB_ENOTFOUND) {
-        http_problem(r, 404, "not-found", "No such job",
-                     "There is no job with this id (it may have been pruned).", NULL, NULL);
+    rsdb_job *job = load_route_job(a, c, r);
+    if (job == NULL)
         return;
-    }
-    if (err != RSDB_OK) {
-        handle_db_error(a, r, err, "read job");
-        return;
-    }
     rsdb_state state = job->state;
     rsdb_job_free(job);
     rsdb_event_list list = {0};
-    err = rsdb_events_job(c->db, r->route.id, after, EVENTS_PAGE, &list);
+    rsdb_err err = rsdb_events_job(c->db, r->route.id, after, EVENTS_PAGE, &list);
     const char *headers = NULL;
     if (err == RSDB_OK && list.count == 0 && wait_s > 0 && !finished_state(state)) {
         if (atomic_fetch_add(&a->waiters, 1) < a->max_waiters) {

@@ -39,6 +39,10 @@ void handle_db_error(app *a, http_req *r, rsdb_err err, const char *what);
  * first unknown or malformed one and returns -1, else returns 0. */
 int check_query_names(http_req *r, const char *const *allowed);
 
+/* Reads the job the route names. Returns it (free with rsdb_job_free), or NULL after answering
+ * 404 (unknown or malformed id) or the job store's error. */
+rsdb_job *load_route_job(app *a, conn *c, http_req *r);
+
 /* Writes "{base}/simulations/{id}{suffix}" into buf. */
 void job_path(const app *a, const char *id, const char *suffix, char *buf, size_t len);
 

@@ -509,25 +509,25 @@ void handle_run_sync(app *a, conn *c, http_req *r)
  * GET and DELETE /simulations/{id}
  * ------------------------------------------------------------------------------------------- */
 
-static void respond_not_found(http_req *r)
+rsdb_job *load_route_job(app *a, conn *c, http_req *r)
 {
-    http_problem(r, 404, "not-found", "No such job",
-                 "There is no job with this id (it may have been pruned after its retention).",
-                 NULL, NULL);
+    rsdb_job *job = NULL;
+    rsdb_err err = r->route.id_valid ? rsdb_job_get(c->db, r->route.id, &job) : RSDB_ENOTFOUND;
+    if (err == RSDB_ENOTFOUND)
+        http_problem(r, 404, "not-found", "No such job",
+                     "There is no job with this id (it may have been pruned after its "
+                     "retention).",
+                     NULL, NULL);
+    else if (err != RSDB_OK)
+        handle_db_error(a, r, err, "read job");
+    return err == RSDB_OK ? job : NULL;
 }
 
 void handle_get_job(app *a, conn *c, http_req *r)
 {
-    rsdb_job *job = NULL;
-    rsdb_err err = r->route.id_valid ? rsdb_job_get(c->db, r->route.id, &job) : RSDB_ENOTFOUND;
-    if (err == RSDB_ENOTFOUND) {
-        respond_not_found(r);
+    rsdb_job *job = load_route_job(a, c, r);
+    if (job == NULL)
         return;
-    }
-    if (err != RSDB_OK) {
-        handle_db_error(a, r, err, "read job");
-        return;
-    }
     json_object *o = job_repr(a, job);
     if (job->state == RSDB_COMPLETED)
         respond_with_result(r, 200, NULL, o, job->result);
@@ -539,22 +539,15 @@ void handle_get_job(app *a, conn *c, http_req *r)
 
 void handle_cancel_job(app *a, conn *c, http_req *r)
 {
-    rsdb_job *job = NULL;
-    rsdb_err err = r->route.id_valid ? rsdb_job_get(c->db, r->route.id, &job) : RSDB_ENOTFOUND;
-    if (err == RSDB_ENOTFOUND) {
-        respond_not_found(r);
+    rsdb_job *job = load_route_job(a, c, r);
+    if (job == NULL)
         return;
-    }
-    if (err != RSDB_OK) {
-        handle_db_error(a, r, err, "read job");
-        return;
-    }
     int finished =
         job->state == RSDB_COMPLETED || job->state == RSDB_FAILED || job->state == RSDB_CANCELLED;
     rsdb_job_free(job);
     if (!finished) {
         rsdb_state after = RSDB_QUEUED;
-        err = rsdb_job_cancel(c->db, r->route.id, rsclock_wall_ms(), &after);
+        rsdb_err err = rsdb_job_cancel(c->db, r->route.id, rsclock_wall_ms(), &after);
         if (err != RSDB_OK) {
             handle_db_error(a, r, err, "cancel");
             return;
