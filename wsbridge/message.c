@@ -494,21 +494,7 @@ int wsmsg_goaway_reason(unsigned retry_ms, char *out, size_t out_len)
     return fitted(snprintf(out, out_len, "{\"retryMs\":%u}", retry_ms), out, out_len);
 }
 
-/* Whether a status event's data says "failed". */
-static int status_failed(const char *data)
-{
-    if (data == NULL)
-        return 0;
-    json_object *obj = json_tokener_parse(data);
-    json_object *status = NULL;
-    int failed = obj != NULL && json_object_object_get_ex(obj, "status", &status) &&
-                 json_object_is_type(status, json_type_string) &&
-                 strcmp(json_object_get_string(status), "failed") == 0;
-    json_object_put(obj);
-    return failed;
-}
-
-int wsmsg_event_close(const char *type, const char *data, const char **reason)
+int wsmsg_event_close(const char *type, const char **reason)
 {
     const char *why = NULL;
     int code = 0;
@@ -519,7 +505,7 @@ int wsmsg_event_close(const char *type, const char *data, const char **reason)
     } else if (bit == WSMSG_T_CANCELLED) {
         code = WSMSG_CLOSE_NORMAL;
         why = "job cancelled";
-    } else if (bit == WSMSG_T_ERROR || (bit == WSMSG_T_STATUS && status_failed(data))) {
+    } else if (bit == WSMSG_T_ERROR) {
         code = WSMSG_CLOSE_JOB_FAILED;
         why = "job failed";
     }

@@ -148,10 +148,9 @@ int wsmsg_status(int64_t seq, const char *job_id, const char *state, uint64_t tr
 int wsmsg_goaway_reason(unsigned retry_ms, char *out, size_t out_len);
 
 /* How a stored event ends a session: 1000 after `complete` or `cancelled`, 4000 after `error`
- * or after a `status` event whose data says "failed" (a job failed by the lease reaper has no
- * `error` event), 0 for every other event. data is the event's JSON data (may be NULL). Stores
- * a static reason in *reason (may be NULL). */
-int wsmsg_event_close(const char *type, const char *data, const char **reason);
+ * (every failed job ends with one, the lease reaper's included), 0 for every other event, a
+ * `status` event too. Stores a static reason in *reason (may be NULL). */
+int wsmsg_event_close(const char *type, const char **reason);
 
 /* How a job already finished when a session starts ends it once the replay is done: 1000 for
  * "completed" and "cancelled", 4000 for "failed", 0 for any other state. Stores a static

@@ -110,7 +110,7 @@ int wsb_event_msg_build(const rsdb_event *ev, wsb_event_msg *m)
     m->seq = ev->seq;
     m->bit = wsmsg_type_bit(ev->type);
     m->cls = m->bit == WSMSG_T_PROGRESS ? WSQ_PROGRESS : WSQ_EVENT;
-    m->close_code = wsmsg_event_close(ev->type, ev->data, &m->close_reason);
+    m->close_code = wsmsg_event_close(ev->type, &m->close_reason);
     char *text = NULL;
     size_t len = 0;
     if (rsdb_event_json(ev, &text, &len) != RSDB_OK)
