@@ -606,18 +606,23 @@ static void progress_finish(progress_state *st)
  * CLI_EXIT_OK, or CLI_EXIT_FAILURE after saying why. */
 static int print_result_json(const rs_result *result, const rs_model *model, bool pretty)
 {
-    struct json_object *doc = NULL;
     rs_result_meta meta = {.id = NULL, .status = "completed"};
-    rs_err err = rs_result_to_json(result, model, &meta, &doc);
+    char *compact = NULL;
+    size_t len = 0;
+    struct json_object *doc = NULL;
+    rs_err err = rs_result_json(result, model, &meta, &compact, &len);
+    if (err == RS_OK && pretty)
+        err = rs_result_to_json(result, model, &meta, &doc);
     if (err != RS_OK) {
+        free(compact);
         fprintf(stderr, "risksim: %s\n", rs_strerror(err));
         return CLI_EXIT_FAILURE;
     }
-    int flags =
-        JSON_C_TO_STRING_NOSLASHESCAPE |
-        (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN);
-    size_t len = 0;
-    const char *text = json_object_to_json_string_length(doc, flags, &len);
+    const char *text = compact;
+    if (pretty)
+        text = json_object_to_json_string_length(
+            doc, JSON_C_TO_STRING_NOSLASHESCAPE | JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
+            &len);
     int rc = CLI_EXIT_OK;
     if (text == NULL) {
         fprintf(stderr, "risksim: %s\n", rs_strerror(RS_ENOMEM));
@@ -628,6 +633,7 @@ static int print_result_json(const rs_result *result, const rs_model *model, boo
         rc = CLI_EXIT_FAILURE;
     }
     json_object_put(doc);
+    free(compact);
     return rc;
 }
 

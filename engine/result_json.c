@@ -2,9 +2,12 @@
  * The result as JSON (docs/api.md section 2), with its Vega-Lite chart.
  *
  * Why this file exists: the responder stores and serves this JSON, the bridge streams it in the
- * `complete` event and the CLI prints it, so it is built in one place. Numbers are written in
- * their shortest form that reads back to the same double, so a stored result is exact and
- * compact; non-finite values (an undefined tail share) become null.
+ * `complete` event and the CLI prints it, so it is built in one place. It is written straight
+ * into one growing buffer (json-c's printbuf) rather than built as a json-c tree and serialized:
+ * a result holds over a thousand numbers, and the tree (an object per number, then the
+ * serialization, then the frees) cost several times the simulation of a small request. Numbers
+ * are written in their shortest form that reads back to the same double (numtext.c), so a
+ * stored result is exact and compact; non-finite values (an undefined tail share) become null.
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,205 +15,265 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
 
 #include "numtext.h"
 #include "sim.h"
 
-/* A json-c double that serializes as the shortest decimal that reads back exactly. Returns
- * NULL (json-c's null) for a non-finite value, and NULL with *oom set when out of memory. */
-static json_object *json_number(double x, int *oom)
+/* The writer: the buffer and whether an append failed (then every later append is skipped). */
+typedef struct jw {
+    struct printbuf *pb;
+    int oom;
+} jw;
+
+static void put_raw(jw *w, const char *s, size_t len)
 {
-    if (!isfinite(x))
-        return NULL;
-    char buf[32];
-    json_object *o = json_object_new_double_s(x, rs_num_text(x, buf));
-    if (o == NULL)
-        *oom = 1;
-    return o;
+    if (w->oom)
+        return;
+    if (len > (size_t)(INT32_MAX / 2) || printbuf_memappend(w->pb, s, (int)len) < 0)
+        w->oom = 1;
 }
 
-/* Adds key: value to obj; value NULL means JSON null unless *oom was set. */
-static void put(json_object *obj, const char *key, json_object *value, int *oom)
+/* A literal: its size is known at compile time. */
+#define PUT_LIT(w, lit) put_raw((w), (lit), sizeof(lit) - 1)
+
+/* s as a JSON string: quotes, and escapes for the quote, the backslash and control
+ * characters (the engine's strings are valid UTF-8, checked when the request was parsed). */
+static void put_string(jw *w, const char *s)
 {
-    if (*oom) {
-        json_object_put(value);
+    static const char hex[] = "0123456789abcdef";
+    PUT_LIT(w, "\"");
+    const char *run = s; /* start of the bytes not yet written */
+    for (const char *p = s; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put_raw(w, run, (size_t)(p - run));
+        char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+        size_t n = 2;
+        if (c < 0x20) {
+            switch (c) {
+            case '\n':
+                esc[1] = 'n';
+                break;
+            case '\r':
+                esc[1] = 'r';
+                break;
+            case '\t':
+                esc[1] = 't';
+                break;
+            case '\b':
+                esc[1] = 'b';
+                break;
+            case '\f':
+                esc[1] = 'f';
+                break;
+            default:
+                memcpy(esc + 1, "u00", 3);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                n = 6;
+            }
+        }
+        put_raw(w, esc, n);
+        run = p + 1;
+    }
+    put_raw(w, run, strlen(run));
+    PUT_LIT(w, "\"");
+}
+
+/* A number, or null when it is not finite. */
+static void put_number(jw *w, double x)
+{
+    if (!isfinite(x)) {
+        PUT_LIT(w, "null");
         return;
     }
-    if (json_object_object_add(obj, key, value) != 0) {
-        json_object_put(value);
-        *oom = 1;
-    }
+    char buf[RS_NUM_TEXT_SIZE];
+    put_raw(w, buf, rs_num_format(x, buf));
 }
 
-static json_object *json_str(const char *s, int *oom)
+static void put_uint(jw *w, unsigned long long x)
 {
-    json_object *o = json_object_new_string(s);
-    if (o == NULL)
-        *oom = 1;
-    return o;
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%llu", x);
+    put_raw(w, buf, (size_t)n);
 }
 
-static json_object *new_object(int *oom)
+/* `"key":` after a comma unless first. */
+static void put_key(jw *w, const char *key, int first)
 {
-    json_object *o = json_object_new_object();
-    if (o == NULL)
-        *oom = 1;
-    return o;
-}
-
-static json_object *new_array(int *oom)
-{
-    json_object *o = json_object_new_array();
-    if (o == NULL)
-        *oom = 1;
-    return o;
-}
-
-static void append(json_object *array, json_object *value, int *oom)
-{
-    if (*oom || array == NULL) {
-        json_object_put(value);
-        return;
-    }
-    if (json_object_array_add(array, value) != 0) {
-        json_object_put(value);
-        *oom = 1;
-    }
+    if (!first)
+        PUT_LIT(w, ",");
+    put_string(w, key);
+    PUT_LIT(w, ":");
 }
 
 /* {"p50": v, ...} over the result's levels. */
-static json_object *levels_object(const rs_model *model, const double *values, int *oom)
+static void put_levels(jw *w, const rs_model *model, const double *values)
 {
-    json_object *o = new_object(oom);
-    for (size_t j = 0; o != NULL && j < model->nlevels; j++)
-        put(o, model->level_labels[j], json_number(values[j], oom), oom);
-    return o;
-}
-
-static json_object *lec_array(const rs_node_stats *st, int *oom)
-{
-    json_object *a = new_array(oom);
-    for (size_t i = 0; a != NULL && !*oom && i < st->lec_count; i++) {
-        json_object *pt = new_object(oom);
-        if (pt == NULL)
-            break;
-        put(pt, "loss", json_number(st->lec_loss[i], oom), oom);
-        put(pt, "exceedance", json_number(st->lec_exceedance[i], oom), oom);
-        append(a, pt, oom);
+    PUT_LIT(w, "{");
+    for (size_t j = 0; j < model->nlevels; j++) {
+        put_key(w, model->level_labels[j], j == 0);
+        put_number(w, values[j]);
     }
-    return a;
+    PUT_LIT(w, "}");
 }
 
-static json_object *node_object(const rs_model *model, const rs_node_stats *st, int *oom)
+/* One LEC point (or chart row, with its node's name first). */
+static void put_point(jw *w, const char *node, double loss, double exceedance)
 {
-    json_object *o = new_object(oom);
-    if (o == NULL)
-        return NULL;
-    put(o, "id", json_str(st->id, oom), oom);
-    put(o, "name", json_str(st->name, oom), oom);
-    put(o, "type", json_str(st->is_leaf ? "leaf" : "portfolio", oom), oom);
-    put(o, "parent", st->parent_id ? json_str(st->parent_id, oom) : NULL, oom);
-    put(o, "mean", json_number(st->mean, oom), oom);
-    put(o, "stddev", json_number(st->stddev, oom), oom);
-    put(o, "standardError", json_number(st->standard_error, oom), oom);
-    put(o, "probabilityOfLoss", json_number(st->probability_of_loss, oom), oom);
-    put(o, "max", json_number(st->max, oom), oom);
-    put(o, "quantiles", levels_object(model, st->quantiles, oom), oom);
-    put(o, "tvar", levels_object(model, st->tvar, oom), oom);
-    put(o, "tailContribution",
-        st->tail_contribution ? levels_object(model, st->tail_contribution, oom) : NULL, oom);
-    put(o, "lec", lec_array(st, oom), oom);
-    return o;
+    PUT_LIT(w, "{");
+    if (node != NULL) {
+        PUT_LIT(w, "\"node\":");
+        put_string(w, node);
+        PUT_LIT(w, ",");
+    }
+    PUT_LIT(w, "\"loss\":");
+    put_number(w, loss);
+    PUT_LIT(w, ",\"exceedance\":");
+    put_number(w, exceedance);
+    PUT_LIT(w, "}");
+}
+
+static void put_node(jw *w, const rs_model *model, const rs_node_stats *st)
+{
+    PUT_LIT(w, "{\"id\":");
+    put_string(w, st->id);
+    PUT_LIT(w, ",\"name\":");
+    put_string(w, st->name);
+    PUT_LIT(w, ",\"type\":");
+    put_string(w, st->is_leaf ? "leaf" : "portfolio");
+    PUT_LIT(w, ",\"parent\":");
+    if (st->parent_id != NULL)
+        put_string(w, st->parent_id);
+    else
+        PUT_LIT(w, "null");
+    PUT_LIT(w, ",\"mean\":");
+    put_number(w, st->mean);
+    PUT_LIT(w, ",\"stddev\":");
+    put_number(w, st->stddev);
+    PUT_LIT(w, ",\"standardError\":");
+    put_number(w, st->standard_error);
+    PUT_LIT(w, ",\"probabilityOfLoss\":");
+    put_number(w, st->probability_of_loss);
+    PUT_LIT(w, ",\"max\":");
+    put_number(w, st->max);
+    PUT_LIT(w, ",\"quantiles\":");
+    put_levels(w, model, st->quantiles);
+    PUT_LIT(w, ",\"tvar\":");
+    put_levels(w, model, st->tvar);
+    PUT_LIT(w, ",\"tailContribution\":");
+    if (st->tail_contribution != NULL)
+        put_levels(w, model, st->tail_contribution);
+    else
+        PUT_LIT(w, "null");
+    PUT_LIT(w, ",\"lec\":[");
+    for (size_t i = 0; i < st->lec_count && !w->oom; i++) {
+        if (i > 0)
+            PUT_LIT(w, ",");
+        put_point(w, NULL, st->lec_loss[i], st->lec_exceedance[i]);
+    }
+    PUT_LIT(w, "]}");
 }
 
 /* Data rows {node, loss, exceedance} of the chart: the root and its children, loss > 0 (the
  * loss axis is logarithmic). */
-static json_object *chart_rows(const rs_result *result, int *oom)
+static void put_chart_rows(jw *w, const rs_result *result)
 {
-    json_object *rows = new_array(oom);
-    for (size_t i = 0; rows != NULL && !*oom && i < result->nnodes; i++) {
+    PUT_LIT(w, "[");
+    int first = 1;
+    for (size_t i = 0; i < result->nnodes && !w->oom; i++) {
         const rs_node_stats *st = &result->nodes[i];
         if (st->depth > 1)
             continue;
-        for (size_t k = 0; !*oom && k < st->lec_count; k++) {
+        for (size_t k = 0; k < st->lec_count; k++) {
             if (!(st->lec_loss[k] > 0.0))
                 continue;
-            json_object *row = new_object(oom);
-            if (row == NULL)
-                break;
-            put(row, "node", json_str(st->name, oom), oom);
-            put(row, "loss", json_number(st->lec_loss[k], oom), oom);
-            put(row, "exceedance", json_number(st->lec_exceedance[k], oom), oom);
-            append(rows, row, oom);
+            if (!first)
+                PUT_LIT(w, ",");
+            first = 0;
+            put_point(w, st->name, st->lec_loss[k], st->lec_exceedance[k]);
         }
     }
-    return rows;
-}
-
-/* {"field": f, "type": "quantitative", "title": t} and friends. */
-static json_object *channel(const char *field, const char *type, const char *title, int *oom)
-{
-    json_object *c = new_object(oom);
-    if (c == NULL)
-        return NULL;
-    put(c, "field", json_str(field, oom), oom);
-    put(c, "type", json_str(type, oom), oom);
-    put(c, "title", json_str(title, oom), oom);
-    return c;
+    PUT_LIT(w, "]");
 }
 
 /* A complete Vega-Lite v5 spec plotting the LEC of the root and its children. */
-static json_object *vega_lite(const rs_result *result, const rs_model *model, int *oom)
+static void put_vega_lite(jw *w, const rs_result *result, const rs_model *model)
 {
-    json_object *spec = new_object(oom);
-    if (spec == NULL)
-        return NULL;
-    put(spec, "$schema", json_str("https://vega.github.io/schema/vega-lite/v5.json", oom), oom);
-    put(spec, "description",
-        json_str("Loss exceedance curves: probability that the annual loss is at least x", oom),
-        oom);
-    put(spec, "title", json_str(model->name[0] ? model->name : "Loss exceedance", oom), oom);
-    put(spec, "width", json_number(640, oom), oom);
-    put(spec, "height", json_number(360, oom), oom);
-    json_object *data = new_object(oom);
-    if (data != NULL)
-        put(data, "values", chart_rows(result, oom), oom);
-    put(spec, "data", data, oom);
-    json_object *mark = new_object(oom);
-    if (mark != NULL) {
-        put(mark, "type", json_str("line", oom), oom);
-        put(mark, "interpolate", json_str("step-after", oom), oom);
+    PUT_LIT(w, "{\"$schema\":\"https://vega.github.io/schema/vega-lite/v5.json\","
+               "\"description\":\"Loss exceedance curves: probability that the annual loss is at "
+               "least x\",\"title\":");
+    put_string(w, model->name[0] ? model->name : "Loss exceedance");
+    PUT_LIT(w, ",\"width\":640,\"height\":360,\"data\":{\"values\":");
+    put_chart_rows(w, result);
+    PUT_LIT(w, "},\"mark\":{\"type\":\"line\",\"interpolate\":\"step-after\"},"
+               "\"encoding\":{"
+               "\"x\":{\"field\":\"loss\",\"type\":\"quantitative\",\"title\":\"Annual loss\","
+               "\"scale\":{\"type\":\"log\"}},"
+               "\"y\":{\"field\":\"exceedance\",\"type\":\"quantitative\","
+               "\"title\":\"P(loss \u2265 x)\",\"axis\":{\"format\":\"%\"}},"
+               "\"color\":{\"field\":\"node\",\"type\":\"nominal\",\"title\":\"Node\"}}}");
+}
+
+static void put_result(jw *w, const rs_result *result, const rs_model *model,
+                       const rs_result_meta *meta)
+{
+    PUT_LIT(w, "{");
+    int first = 1;
+    if (meta != NULL && meta->id != NULL) {
+        put_key(w, "id", first);
+        put_string(w, meta->id);
+        first = 0;
     }
-    put(spec, "mark", mark, oom);
-    json_object *enc = new_object(oom);
-    json_object *x = channel("loss", "quantitative", "Annual loss", oom);
-    json_object *y = channel("exceedance", "quantitative", "P(loss \u2265 x)", oom);
-    json_object *color = channel("node", "nominal", "Node", oom);
-    json_object *scale = new_object(oom);
-    if (scale != NULL)
-        put(scale, "type", json_str("log", oom), oom);
-    if (x != NULL)
-        put(x, "scale", scale, oom);
-    else
-        json_object_put(scale);
-    json_object *axis = new_object(oom);
-    if (axis != NULL)
-        put(axis, "format", json_str("%", oom), oom);
-    if (y != NULL)
-        put(y, "axis", axis, oom);
-    else
-        json_object_put(axis);
-    if (enc != NULL) {
-        put(enc, "x", x, oom);
-        put(enc, "y", y, oom);
-        put(enc, "color", color, oom);
-    } else {
-        json_object_put(x);
-        json_object_put(y);
-        json_object_put(color);
+    put_key(w, "name", first);
+    put_string(w, model->name);
+    if (meta != NULL && meta->status != NULL) {
+        PUT_LIT(w, ",\"status\":");
+        put_string(w, meta->status);
     }
-    put(spec, "encoding", enc, oom);
-    return spec;
+    PUT_LIT(w, ",\"trials\":");
+    put_uint(w, (unsigned long long)result->trials);
+    PUT_LIT(w, ",\"seed\":");
+    put_uint(w, (unsigned long long)result->seed);
+    PUT_LIT(w, ",\"rng\":\"hdr\",\"durationMs\":");
+    put_number(w, round(result->duration_ms * 1000.0) / 1000.0);
+    PUT_LIT(w, ",\"nodes\":[");
+    for (size_t i = 0; i < result->nnodes && !w->oom; i++) {
+        if (i > 0)
+            PUT_LIT(w, ",");
+        put_node(w, model, &result->nodes[i]);
+    }
+    PUT_LIT(w, "],\"vegaLite\":");
+    put_vega_lite(w, result, model);
+    PUT_LIT(w, "}");
+}
+
+rs_err rs_result_json(const rs_result *result, const rs_model *model, const rs_result_meta *meta,
+                      char **out, size_t *len)
+{
+    if (out == NULL)
+        return RS_EINVAL;
+    *out = NULL;
+    if (len != NULL)
+        *len = 0;
+    if (result == NULL || model == NULL || result->nnodes != model->nnodes)
+        return RS_EINVAL;
+    jw w = {printbuf_new(), 0};
+    if (w.pb == NULL)
+        return RS_ENOMEM;
+    put_result(&w, result, model, meta);
+    if (w.oom) {
+        printbuf_free(w.pb);
+        return RS_ENOMEM;
+    }
+    if (len != NULL)
+        *len = (size_t)printbuf_length(w.pb);
+    *out = w.pb->buf; /* the text outlives the buffer's header */
+    w.pb->buf = NULL;
+    printbuf_free(w.pb);
+    return RS_OK;
 }
 
 rs_err rs_result_to_json(const rs_result *result, const rs_model *model, const rs_result_meta *meta,
@@ -219,34 +282,16 @@ rs_err rs_result_to_json(const rs_result *result, const rs_model *model, const r
     if (out == NULL)
         return RS_EINVAL;
     *out = NULL;
-    if (result == NULL || model == NULL || result->nnodes != model->nnodes)
-        return RS_EINVAL;
-    int oom = 0;
-    json_object *o = new_object(&oom);
-    if (o == NULL)
-        return RS_ENOMEM;
-    if (meta != NULL && meta->id != NULL)
-        put(o, "id", json_str(meta->id, &oom), &oom);
-    put(o, "name", json_str(model->name, &oom), &oom);
-    if (meta != NULL && meta->status != NULL)
-        put(o, "status", json_str(meta->status, &oom), &oom);
-    json_object *trials = json_object_new_int64((int64_t)result->trials);
-    oom |= trials == NULL;
-    put(o, "trials", trials, &oom);
-    json_object *seed = json_object_new_int64(result->seed);
-    oom |= seed == NULL;
-    put(o, "seed", seed, &oom);
-    put(o, "rng", json_str("hdr", &oom), &oom);
-    put(o, "durationMs", json_number(round(result->duration_ms * 1000.0) / 1000.0, &oom), &oom);
-    json_object *nodes = new_array(&oom);
-    for (size_t i = 0; nodes != NULL && !oom && i < result->nnodes; i++)
-        append(nodes, node_object(model, &result->nodes[i], &oom), &oom);
-    put(o, "nodes", nodes, &oom);
-    put(o, "vegaLite", vega_lite(result, model, &oom), &oom);
-    if (oom) {
-        json_object_put(o);
-        return RS_ENOMEM;
+    char *text = NULL;
+    size_t len = 0;
+    rs_err err = rs_result_json(result, model, meta, &text, &len);
+    if (err != RS_OK)
+        return err;
+    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+    if (tok != NULL) {
+        *out = json_tokener_parse_ex(tok, text, (int)len);
+        json_tokener_free(tok);
     }
-    *out = o;
-    return RS_OK;
+    free(text);
+    return *out != NULL ? RS_OK : RS_ENOMEM;
 }

@@ -213,9 +213,16 @@ typedef struct rs_result_meta {
     const char *status; /* e.g. "completed", or NULL to omit */
 } rs_result_meta;
 
-/* Builds the result object of docs/api.md section 2 (nodes, LEC points, Vega-Lite spec). meta may
- * be NULL. model must be the one the result was made from. Returns RS_OK with a new json-c object
- * in *out (release with json_object_put), or RS_ENOMEM. */
+/* Writes the result object of docs/api.md section 2 (nodes, LEC points, Vega-Lite spec) as
+ * compact JSON. meta may be NULL. model must be the one the result was made from. Returns RS_OK
+ * with the NUL-terminated text in *out (release with free) and its length in *len (len may be
+ * NULL), or RS_EINVAL or RS_ENOMEM with *out NULL. */
+rs_err rs_result_json(const rs_result *result, const rs_model *model, const rs_result_meta *meta,
+                      char **out, size_t *len);
+
+/* The same object as a json-c tree, for callers that look into it or print it indented (the
+ * text of rs_result_json parsed; numbers keep their text). Returns RS_OK with a new object in
+ * *out (release with json_object_put), or RS_EINVAL or RS_ENOMEM. */
 rs_err rs_result_to_json(const rs_result *result, const rs_model *model, const rs_result_meta *meta,
                          struct json_object **out);
 
