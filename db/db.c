@@ -85,6 +85,27 @@ static const char *const migrations[RSDB_SCHEMA_VERSION] = {
     "DROP INDEX jobs_leases;"
     "CREATE INDEX jobs_running ON jobs(state) WHERE state = 'running';"
     "PRAGMA user_version = 2;",
+
+    /* 3: the number of jobs in each state, kept by triggers in the same transaction as the
+     * change, so that the queue check of every submission and the figures of /healthz read one
+     * row each instead of counting a table that holds a week of jobs; and a result stored once,
+     * in its job's row, not again in the `complete` event, whose data the reads make from the
+     * job (DB_EVENT_COLUMNS). See docs/internals.md, "Schema history". */
+    "CREATE TABLE job_counts (state TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL"
+    " CHECK (n >= 0)) WITHOUT ROWID;"
+    "INSERT INTO job_counts(state, n) SELECT s.state, (SELECT count(*) FROM jobs WHERE"
+    " jobs.state = s.state) FROM (SELECT 'queued' AS state UNION ALL SELECT 'running'"
+    " UNION ALL SELECT 'completed' UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') s;"
+    "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN"
+    " UPDATE job_counts SET n = n + 1 WHERE state = NEW.state; END;"
+    "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN"
+    " UPDATE job_counts SET n = n - 1 WHERE state = OLD.state; END;"
+    "CREATE TRIGGER job_counts_update AFTER UPDATE OF state ON jobs"
+    " WHEN OLD.state <> NEW.state BEGIN"
+    " UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;"
+    " UPDATE job_counts SET n = n + 1 WHERE state = NEW.state; END;"
+    "UPDATE events SET data = '" DB_COMPLETE_DATA "' WHERE type = 'complete';"
+    "PRAGMA user_version = 3;",
 };
 
 /* The seq of the next event: one above both the newest stored event and the floor that pruning
@@ -109,7 +130,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_ROLLBACK_SAVEPOINT] = "ROLLBACK TO item",
     [ST_IDEM_FIND] = "SELECT id, body_hash FROM jobs WHERE idempotency_key = ?1",
-    [ST_QUEUED_COUNT] = "SELECT count(*) FROM jobs WHERE state = 'queued'",
+    [ST_QUEUED_COUNT] = "SELECT n FROM job_counts WHERE state = 'queued'",
     [ST_JOB_INSERT] = "INSERT INTO jobs(id, state, request, result, trials, trials_done, "
                       "idempotency_key, body_hash, created, started, finished) "
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -153,20 +174,23 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "lease_owner = NULL, lease_until = NULL "
                 "WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_until < ?1 "
                 "ORDER BY lease_until LIMIT ?3) RETURNING id, state",
-    [ST_EVENTS_JOB] = "SELECT seq, job_id, type, data, ts FROM events "
-                      "WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    [ST_EVENTS_ALL] = "SELECT seq, job_id, type, data, ts FROM events "
-                      "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [ST_EVENTS_JOB] = "SELECT " DB_EVENT_COLUMNS " FROM events e "
+                      "WHERE e.job_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
+    [ST_EVENTS_ALL] = "SELECT " DB_EVENT_COLUMNS " FROM events e "
+                      "WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
     [ST_DATA_VERSION] = "PRAGMA data_version",
     [ST_SEQ_FLOOR] =
         "UPDATE meta SET value = max(value, coalesce((SELECT max(seq) FROM events), 0)) "
         "WHERE key = 'seq_floor'",
     [ST_PRUNE] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
                  "WHERE finished IS NOT NULL AND finished < ?1 ORDER BY finished LIMIT ?2)",
-    [ST_STATS_STATES] = "SELECT state, count(*) FROM jobs GROUP BY state",
+    [ST_STATS_STATES] = "SELECT state, n FROM job_counts",
     [ST_OLDEST_QUEUED] = "SELECT min(created) FROM jobs WHERE state = 'queued'",
     [ST_INTEGRITY] = "PRAGMA integrity_check(1)",
     [ST_FK_CHECK] = "PRAGMA foreign_key_check",
+    [ST_COUNTS_CHECK] = "SELECT c.state || ' counted ' || c.n || ', found ' || (SELECT count(*)"
+                        " FROM jobs j WHERE j.state = c.state) FROM job_counts c WHERE c.n <>"
+                        " (SELECT count(*) FROM jobs j WHERE j.state = c.state) LIMIT 1",
 };
 
 const char *rsdb_strerror(rsdb_err err)

@@ -45,6 +45,7 @@ typedef enum db_stmt {
     ST_OLDEST_QUEUED,
     ST_INTEGRITY,
     ST_FK_CHECK,
+    ST_COUNTS_CHECK,
     ST_COUNT_
 } db_stmt;
 
@@ -59,6 +60,16 @@ struct rsdb {
 
 #define DB_STR_(x) #x
 #define DB_STR(x) DB_STR_(x)
+
+/* The stored data of every `complete` event (schema 3): the result is kept once, in the job's
+ * row, and the event reads (DB_EVENT_COLUMNS) put it back as {"result": ...}. */
+#define DB_COMPLETE_DATA "{}"
+
+/* The columns of an event (alias e) in the order the event reads expect: a complete event's
+ * data is made from its job's result. */
+#define DB_EVENT_COLUMNS                                                                           \
+    "e.seq, e.job_id, e.type, CASE e.type WHEN 'complete' THEN (SELECT '{\"result\":' || "         \
+    "coalesce(j.result, 'null') || '}' FROM jobs j WHERE j.id = e.job_id) ELSE e.data END, e.ts"
 
 /* The columns of a job in the order db_read_job expects. */
 #define DB_JOB_COLUMNS                                                                             \

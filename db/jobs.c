@@ -275,7 +275,7 @@ rsdb_err db_create_in_tx(rsdb *db, rsdb_create *item)
     if (err == RSDB_OK)
         err = append_status(db, item->id, item->now_ms);
     if (err == RSDB_OK && item->result != NULL)
-        err = append_event(db, item->id, "complete", item->complete_data, item->now_ms);
+        err = append_event(db, item->id, "complete", DB_COMPLETE_DATA, item->now_ms);
     return err;
 }
 
@@ -284,7 +284,6 @@ int db_create_valid(const rsdb_create *item)
     const rsdb_job_spec *spec = &item->spec;
     return spec->request != NULL && (spec->idempotency_key == NULL || spec->body_hash != NULL) &&
            (item->preset_id == NULL || id_valid(item->preset_id)) &&
-           (item->result == NULL || item->complete_data != NULL) &&
            spec->trials <= (uint64_t)INT64_MAX;
 }
 
@@ -319,13 +318,11 @@ rsdb_err rsdb_job_enqueue(rsdb *db, const rsdb_job_spec *spec, uint32_t queue_si
 }
 
 rsdb_err rsdb_job_store_completed(rsdb *db, const rsdb_job_spec *spec, const char *result,
-                                  const char *complete_data, int64_t now_ms,
-                                  char id_out[RSDB_ID_SIZE], int *existing)
+                                  int64_t now_ms, char id_out[RSDB_ID_SIZE], int *existing)
 {
     if (spec == NULL || result == NULL)
         return RSDB_EINVAL;
-    rsdb_create item = {
-        .spec = *spec, .result = result, .complete_data = complete_data, .now_ms = now_ms};
+    rsdb_create item = {.spec = *spec, .result = result, .now_ms = now_ms};
     return create_job(db, &item, id_out, existing);
 }
 

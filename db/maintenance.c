@@ -148,8 +148,10 @@ rsdb_err rsdb_stats_get(rsdb *db, int64_t now_ms, rsdb_stats *out)
 }
 
 /* Runs a check statement: integrity_check answers one row "ok" when all is well; the foreign
- * key check answers no row. Anything else goes into report as a problem. */
-static rsdb_err run_check(rsdb *db, db_stmt id, int expect_ok, char *report, size_t report_len)
+ * key and count checks answer no row. Anything else goes into report as a problem, after the
+ * check's name (and `missing`, when the row has no text). */
+static rsdb_err run_check(rsdb *db, db_stmt id, int expect_ok, const char *name,
+                          const char *missing, char *report, size_t report_len)
 {
     rsdb_err err = RSDB_OK;
     sqlite3_stmt *stmt = db_stmt_get(db, id, &err);
@@ -160,9 +162,7 @@ static rsdb_err run_check(rsdb *db, db_stmt id, int expect_ok, char *report, siz
         const char *text = (const char *)sqlite3_column_text(stmt, 0);
         if (!(expect_ok && text != NULL && strcmp(text, "ok") == 0)) {
             if (report != NULL && report_len > 0)
-                snprintf(report, report_len, "%s: %s",
-                         id == ST_INTEGRITY ? "integrity_check" : "foreign_key_check",
-                         text != NULL ? text : "a row references a missing job");
+                snprintf(report, report_len, "%s: %s", name, text != NULL ? text : missing);
             err = RSDB_ECORRUPT;
         }
     } else if (rc != SQLITE_DONE) {
@@ -180,8 +180,13 @@ rsdb_err rsdb_check(rsdb *db, char *report, size_t report_len)
         return RSDB_EINVAL;
     if (report != NULL && report_len > 0)
         report[0] = '\0';
-    rsdb_err err = run_check(db, ST_INTEGRITY, 1, report, report_len);
+    rsdb_err err =
+        run_check(db, ST_INTEGRITY, 1, "integrity_check", "no answer", report, report_len);
     if (err == RSDB_OK)
-        err = run_check(db, ST_FK_CHECK, 0, report, report_len);
+        err = run_check(db, ST_FK_CHECK, 0, "foreign_key_check", "a row references a missing job",
+                        report, report_len);
+    if (err == RSDB_OK)
+        err =
+            run_check(db, ST_COUNTS_CHECK, 0, "job_counts", "a count is wrong", report, report_len);
     return err;
 }

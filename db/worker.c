@@ -221,11 +221,12 @@ static rsdb_err finish(rsdb *db, finish_ctx *ctx)
 }
 
 rsdb_err rsdb_job_complete(rsdb *db, const char *id, const char *owner, const char *result,
-                           const char *data, int64_t now_ms)
+                           int64_t now_ms)
 {
     if (result == NULL)
         return RSDB_EINVAL;
-    finish_ctx ctx = {id, owner, "completed", result, NULL, NULL, "complete", data, now_ms};
+    finish_ctx ctx = {id,   owner,      "completed",      result, NULL,
+                      NULL, "complete", DB_COMPLETE_DATA, now_ms};
     return finish(db, &ctx);
 }
 

@@ -378,9 +378,9 @@ static void deprecation_headers(const app *a, char *buf, size_t len)
         snprintf(buf + n, len - n, "Link: %s\r\n", a->cfg.sync_link);
 }
 
-/* Runs model on this thread and returns the result text with id written in (NULL after
- * responding on failure). */
-static char *run_model(app *a, http_req *r, const rs_model *model, const char *id)
+/* Runs model on this thread and returns the result text with id written in, and its length
+ * in *len (NULL after responding on failure). */
+static char *run_model(app *a, http_req *r, const rs_model *model, const char *id, size_t *len)
 {
     rs_run_options opt = {.threads = a->cfg.sim_threads};
     rs_result *result = NULL;
@@ -392,15 +392,8 @@ static char *run_model(app *a, http_req *r, const rs_model *model, const char *i
         return NULL;
     }
     rs_result_meta meta = {id, "completed"};
-    json_object *obj = NULL;
-    err = rs_result_to_json(result, model, &meta, &obj);
     char *text = NULL;
-    if (err == RS_OK) {
-        const char *s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-        text = s != NULL ? strdup(s) : NULL;
-    }
-    json_object_put(obj);
+    rs_result_json(result, model, &meta, &text, len);
     rs_result_free(result);
     if (text == NULL)
         http_problem(r, 503, "unavailable", "Out of memory", NULL, NULL, "Retry-After: 1\r\n");
@@ -455,19 +448,11 @@ static void run_sync(app *a, conn *c, http_req *r, rs_model *model)
                      "Retry-After: 1\r\n");
         return;
     }
-    char *result = run_model(a, r, model, id);
+    size_t rlen = 0;
+    char *result = run_model(a, r, model, id, &rlen);
     if (result == NULL)
         return;
-    size_t rlen = strlen(result);
-    char *data = malloc(rlen + 16);
-    if (data == NULL) {
-        free(result);
-        http_problem(r, 503, "unavailable", "Out of memory", NULL, NULL, "Retry-After: 1\r\n");
-        return;
-    }
-    snprintf(data, rlen + 16, "{\"result\":%s}", result);
     item.result = result;
-    item.complete_data = data;
     item.preset_id = id;
     item.now_ms = rsclock_wall_ms();
     rsdb_err err = rsdb_committer_create(a->committer, &item);
@@ -487,7 +472,6 @@ static void run_sync(app *a, conn *c, http_req *r, rs_model *model)
     } else {
         handle_db_error(a, r, err, "store sync job");
     }
-    free(data);
     free(result);
 }
 

@@ -140,32 +140,19 @@ static void fail_job(run_ctx *ctx, const char *code, const char *message)
 static const char *complete_job(run_ctx *ctx, const rs_result *result, const rs_model *model)
 {
     rs_result_meta meta = {ctx->job->id, "completed"};
-    json_object *obj = NULL;
-    if (rs_result_to_json(result, model, &meta, &obj) != RS_OK) {
+    char *text = NULL;
+    if (rs_result_json(result, model, &meta, &text, NULL) != RS_OK) {
         fail_job(ctx, "out_of_memory", "the result could not be built");
         return "failed";
     }
-    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
-    size_t len = text != NULL ? strlen(text) : 0;
-    char *data = text != NULL ? malloc(len + 16) : NULL;
     const char *outcome = "completed";
-    if (data == NULL) {
-        fail_job(ctx, "out_of_memory", "the result could not be stored");
-        outcome = "failed";
-    } else {
-        snprintf(data, len + 16, "{\"result\":%s}", text);
-        rsdb_err err =
-            rsdb_job_complete(ctx->db, ctx->job->id, ctx->owner, text, data, rsclock_wall_ms());
-        if (err != RSDB_OK) {
-            /* Not stored: the lease runs out and the job is run again (same result). */
-            rslog_job(RSLOG_ERROR, ctx->job->id, "could not store the result: %s",
-                      rsdb_strerror(err));
-            outcome = "released";
-        }
+    rsdb_err err = rsdb_job_complete(ctx->db, ctx->job->id, ctx->owner, text, rsclock_wall_ms());
+    if (err != RSDB_OK) {
+        /* Not stored: the lease runs out and the job is run again (same result). */
+        rslog_job(RSLOG_ERROR, ctx->job->id, "could not store the result: %s", rsdb_strerror(err));
+        outcome = "released";
     }
-    free(data);
-    json_object_put(obj);
+    free(text);
     return outcome;
 }
 

@@ -47,7 +47,7 @@ typedef enum rsdb_err {
 const char *rsdb_strerror(rsdb_err err);
 
 /* The schema version this library creates and migrates to (PRAGMA user_version). */
-#define RSDB_SCHEMA_VERSION 2
+#define RSDB_SCHEMA_VERSION 3
 
 /* A job id: 26 characters of Crockford base32 (128 random bits) plus the terminating NUL. */
 #define RSDB_ID_LEN 26
@@ -149,21 +149,20 @@ rsdb_err rsdb_job_enqueue(rsdb *db, const rsdb_job_spec *spec, uint32_t queue_si
                           char id_out[RSDB_ID_SIZE], int *existing);
 
 /* Stores a job that has already run synchronously: state completed with its result, and
- * appends its `status` and `complete` events (complete_data is the event's JSON data) in the
- * same transaction. The idempotency rule is that of rsdb_job_enqueue; there is no queue check.
- * Returns RSDB_OK, RSDB_ECONFLICT, RSDB_EINVAL (data or result not JSON) or a database error. */
+ * appends its `status` and `complete` events in the same transaction. The result is stored
+ * once, in the job's row: the `complete` event's data reads as {"result": result} (see
+ * rsdb_event). The idempotency rule is that of rsdb_job_enqueue; there is no queue check.
+ * Returns RSDB_OK, RSDB_ECONFLICT, RSDB_EINVAL (result not JSON) or a database error. */
 rsdb_err rsdb_job_store_completed(rsdb *db, const rsdb_job_spec *spec, const char *result,
-                                  const char *complete_data, int64_t now_ms,
-                                  char id_out[RSDB_ID_SIZE], int *existing);
+                                  int64_t now_ms, char id_out[RSDB_ID_SIZE], int *existing);
 
 /* One job to create in a batch: a queued job (result NULL, queue_size as in rsdb_job_enqueue)
- * or a job that already ran (result and complete_data set, as in rsdb_job_store_completed).
+ * or a job that already ran (result set, as in rsdb_job_store_completed).
  * The answers (id, existing, err) are written back into the item. */
 typedef struct rsdb_create {
     rsdb_job_spec spec;
-    uint32_t queue_size;       /* queued jobs only; 0 means no limit */
-    const char *result;        /* NULL: create a queued job */
-    const char *complete_data; /* the complete event's data; required with result */
+    uint32_t queue_size; /* queued jobs only; 0 means no limit */
+    const char *result;  /* NULL: create a queued job */
     int64_t now_ms;
     const char *preset_id; /* NULL: draw a new id; else the id (from rsdb_job_id_new) to give
                               the new job, e.g. one already written into its result */
@@ -277,11 +276,12 @@ rsdb_err rsdb_job_progress(rsdb *db, const char *id, const char *owner, uint64_t
                            int *cancel_requested);
 
 /* Ends a running job owned by owner as completed, storing result and appending a `complete`
- * event with data. The owner may finish even after its lease ran out as long as nobody reaped
- * or reclaimed the job (the work is deterministic and still its own). Returns RSDB_OK,
- * RSDB_ENOTFOUND, RSDB_ESTATE, RSDB_ELEASE, RSDB_EINVAL or a database error. */
+ * event (whose data reads as {"result": result}: the result is stored once). The owner may finish
+ * even after its lease ran out as long as nobody reaped or reclaimed the job (the work is
+ * deterministic and still its own). Returns RSDB_OK, RSDB_ENOTFOUND, RSDB_ESTATE, RSDB_ELEASE,
+ * RSDB_EINVAL or a database error. */
 rsdb_err rsdb_job_complete(rsdb *db, const char *id, const char *owner, const char *result,
-                           const char *data, int64_t now_ms);
+                           int64_t now_ms);
 
 /* Ends a running job owned by owner as failed with error_code and error_message, appending an
  * `error` event with data. Errors as rsdb_job_complete. */
@@ -392,10 +392,11 @@ typedef struct rsdb_stats {
 /* Fills *out. Returns RSDB_OK or a database error. */
 rsdb_err rsdb_stats_get(rsdb *db, int64_t now_ms, rsdb_stats *out);
 
-/* Verifies the whole database file (SQLite's integrity check, then the foreign key check).
- * Returns RSDB_OK when both pass, RSDB_ECORRUPT with the first problem written to report
- * (report_len bytes, may be NULL) when one does not, or another error when the check could
- * not run. Reads the whole file: meant for `risksim db check`, not for a request path. */
+/* Verifies the whole database file (SQLite's integrity check, then the foreign key check, then
+ * the per-state job counts of schema 3 against the jobs). Returns RSDB_OK when all pass,
+ * RSDB_ECORRUPT with the first problem written to report (report_len bytes, may be NULL) when one
+ * does not, or another error when the check could not run. Reads the whole file: meant for `risksim
+ * db check`, not for a request path. */
 rsdb_err rsdb_check(rsdb *db, char *report, size_t report_len);
 
 #ifdef __cplusplus

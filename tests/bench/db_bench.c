@@ -267,7 +267,7 @@ static void claim_child(const char *path, int start_fd, unsigned index)
             fail(db, "claim", err);
             _exit(1);
         }
-        err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", "{}", epoch_ms());
+        err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", epoch_ms());
         rsdb_job_free(job);
         if (err != RSDB_OK) {
             fail(db, "complete", err);
@@ -526,7 +526,7 @@ static void mixed_child(const char *path, mixed_kind kind, unsigned index, doubl
                 m.ok = progress_once(db, job->id, owner, p * 10000u) == 0;
                 m.events++;
             }
-            err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", "{}", epoch_ms());
+            err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", epoch_ms());
             rsdb_job_free(job);
             if (err != RSDB_OK) {
                 m.ok = fail(db, "mixed complete", err) == 0;

@@ -245,8 +245,7 @@ static void test_migrate_from_v1(void **state)
     assert_int_equal(
         rsdb_job_progress(db, running, "w2", 600, 30000, "{\"progress\":0.6}", 1767225620000, NULL),
         RSDB_OK);
-    assert_int_equal(rsdb_job_complete(db, running, "w2", "{\"ok\":true}", "{}", 1767225621000),
-                     RSDB_OK);
+    assert_int_equal(rsdb_job_complete(db, running, "w2", "{\"ok\":true}", 1767225621000), RSDB_OK);
     rsdb_event_list events = {0};
     assert_int_equal(rsdb_events_all(db, 17, 10, &events), RSDB_OK);
     assert_int_equal(events.count, 2);
@@ -255,6 +254,11 @@ static void test_migrate_from_v1(void **state)
     assert_int_equal(events.items[1].seq, 21);
     assert_string_equal(events.items[1].type, "complete");
     rsdb_event_list_clear(&events);
+    /* The counts made by the migration to schema 3 follow the change. */
+    assert_int_equal(rsdb_stats_get(db, 1767225700000, &stats), RSDB_OK);
+    assert_int_equal(stats.jobs[RSDB_RUNNING], 0);
+    assert_int_equal(stats.jobs[RSDB_COMPLETED], 3);
+    assert_int_equal(rsdb_check(db, err, sizeof(err)), RSDB_OK);
     rsdb_free(db);
 }
 
@@ -265,7 +269,7 @@ static void test_seq_never_reused_after_prune(void **state)
     fixture *fx = *state;
     rsdb_job_spec spec = {REQUEST, 1000, NULL, NULL};
     char id[RSDB_ID_SIZE];
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{\"ok\":1}", "{}", 1000, id, NULL),
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{\"ok\":1}", 1000, id, NULL),
                      RSDB_OK);
     int64_t newest = db_sql_int(fx->path, "SELECT max(seq) FROM events");
     assert_true(newest >= 2);
@@ -417,15 +421,14 @@ static void test_idempotency(void **state)
     assert_int_equal(existing, 1);
     assert_string_equal(id, again);
     /* The synchronous endpoint with the same key and body gets the same job too. */
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "{}", 12, again, &existing),
-                     RSDB_OK);
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", 12, again, &existing), RSDB_OK);
     assert_int_equal(existing, 1);
     assert_string_equal(id, again);
     assert_int_equal(state_of(fx->db, id), RSDB_QUEUED);
 
     rsdb_job_spec other = {"{\"trials\":5}", 5, "key-1", "hash-b"};
     assert_int_equal(rsdb_job_enqueue(fx->db, &other, 0, 13, again, &existing), RSDB_ECONFLICT);
-    assert_int_equal(rsdb_job_store_completed(fx->db, &other, "{}", "{}", 13, again, &existing),
+    assert_int_equal(rsdb_job_store_completed(fx->db, &other, "{}", 13, again, &existing),
                      RSDB_ECONFLICT);
     assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 1);
     assert_int_equal(event_count(fx->db, id), 1);
@@ -460,7 +463,7 @@ static void test_queue_full(void **state)
     rsdb_job_free(job);
     assert_int_equal(rsdb_job_enqueue(fx->db, &spec, 4, 10, id, NULL), RSDB_OK);
     assert_int_equal(rsdb_job_enqueue(fx->db, &spec, 4, 11, id, NULL), RSDB_EQUEUEFULL);
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "{}", 12, id, NULL), RSDB_OK);
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", 12, id, NULL), RSDB_OK);
 }
 
 static void test_store_completed(void **state)
@@ -468,8 +471,7 @@ static void test_store_completed(void **state)
     fixture *fx = *state;
     rsdb_job_spec spec = {REQUEST, 1000, NULL, NULL};
     char id[RSDB_ID_SIZE];
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{\"mean\":1}",
-                                              "{\"result\":{\"mean\":1}}", 77, id, NULL),
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{\"mean\":1}", 77, id, NULL),
                      RSDB_OK);
     rsdb_job *job = get(fx->db, id);
     assert_int_equal(job->state, RSDB_COMPLETED);
@@ -485,14 +487,15 @@ static void test_store_completed(void **state)
     assert_non_null(strstr(ev.items[0].data, "\"status\":\"completed\""));
     assert_non_null(strstr(ev.items[0].data, "\"progress\":1.0"));
     assert_string_equal(ev.items[1].type, "complete");
-    assert_string_equal(ev.items[1].data, "{\"result\":{\"mean\":1}}");
+    assert_string_equal(ev.items[1].data, "{\"result\":{\"mean\":1}}"); /* made from the job */
+    assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events WHERE type = 'complete' "
+                                          "AND data = '{}'"),
+                     1); /* the result is stored once */
     assert_true(ev.items[0].seq < ev.items[1].seq);
     rsdb_event_list_clear(&ev);
 
     /* Text that is not JSON is refused and nothing is stored. */
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{not json", "{}", 78, id, NULL),
-                     RSDB_EINVAL);
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "nope", 78, id, NULL),
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{not json", 78, id, NULL),
                      RSDB_EINVAL);
     assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 1);
     assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), 2);
@@ -599,8 +602,8 @@ static void test_claim_progress_complete(void **state)
     assert_int_equal(
         rsdb_job_progress(fx->db, "00000000000000000000000000", "w1", 1, 1000, "{}", 700, &cancel),
         RSDB_ENOTFOUND);
-    assert_int_equal(rsdb_job_complete(fx->db, a, "w2", "{}", "{}", 700), RSDB_ELEASE);
-    assert_int_equal(rsdb_job_complete(fx->db, b, "w1", "{}", "{}", 700), RSDB_ESTATE);
+    assert_int_equal(rsdb_job_complete(fx->db, a, "w2", "{}", 700), RSDB_ELEASE);
+    assert_int_equal(rsdb_job_complete(fx->db, b, "w1", "{}", 700), RSDB_ESTATE);
     job = get(fx->db, a);
     assert_int_equal(job->trials_done, 500);
     assert_int_equal(job->lease_until_ms, 1600);
@@ -608,8 +611,7 @@ static void test_claim_progress_complete(void **state)
     rsdb_job_free(job);
     assert_int_equal(event_count(fx->db, a), 3);
 
-    assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{\"r\":1}", "{\"result\":{\"r\":1}}", 800),
-                     RSDB_OK);
+    assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{\"r\":1}", 800), RSDB_OK);
     job = get(fx->db, a);
     assert_int_equal(job->state, RSDB_COMPLETED);
     assert_string_equal(job->result, "{\"r\":1}");
@@ -619,7 +621,7 @@ static void test_claim_progress_complete(void **state)
     rsdb_job_free(job);
 
     /* A finished job accepts nothing more. */
-    assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{}", "{}", 900), RSDB_ESTATE);
+    assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{}", 900), RSDB_ESTATE);
     assert_int_equal(rsdb_job_fail(fx->db, a, "w1", "x", "y", "{}", 900), RSDB_ESTATE);
     assert_int_equal(rsdb_job_cancelled(fx->db, a, "w1", 900), RSDB_ESTATE);
     assert_int_equal(rsdb_job_release(fx->db, a, "w1", 900), RSDB_ESTATE);
@@ -697,7 +699,7 @@ static void test_cancel(void **state)
 
     /* Completing a cancelled job is refused and changes nothing. */
     size_t before = event_count(fx->db, r);
-    assert_int_equal(rsdb_job_complete(fx->db, r, "w", "{}", "{}", 50), RSDB_ESTATE);
+    assert_int_equal(rsdb_job_complete(fx->db, r, "w", "{}", 50), RSDB_ESTATE);
     assert_int_equal(state_of(fx->db, r), RSDB_CANCELLED);
     assert_int_equal(event_count(fx->db, r), before);
 
@@ -749,8 +751,8 @@ static void test_fail_and_release(void **state)
     /* The old owner can no longer finish it once another worker has it. */
     assert_int_equal(rsdb_job_claim(fx->db, "v", 1000, 60, &job), RSDB_OK);
     rsdb_job_free(job);
-    assert_int_equal(rsdb_job_complete(fx->db, b, "w", "{}", "{}", 70), RSDB_ELEASE);
-    assert_int_equal(rsdb_job_complete(fx->db, b, "v", "{}", "{}", 70), RSDB_OK);
+    assert_int_equal(rsdb_job_complete(fx->db, b, "w", "{}", 70), RSDB_ELEASE);
+    assert_int_equal(rsdb_job_complete(fx->db, b, "v", "{}", 70), RSDB_OK);
 }
 
 static void test_reaper(void **state)
@@ -779,7 +781,7 @@ static void test_reaper(void **state)
     /* The dead worker's late writes are refused once the job was reaped. */
     int cancel = 0;
     assert_int_equal(rsdb_job_progress(fx->db, a, "w1", 1, 1000, "{}", 1002, &cancel), RSDB_ESTATE);
-    assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{}", "{}", 1002), RSDB_ESTATE);
+    assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{}", 1002), RSDB_ESTATE);
 
     /* Second attempt by w2, which dies too: attempts reach max_attempts, so the job fails. */
     assert_int_equal(rsdb_job_claim(fx->db, "w2", 1000, 2000, &job), RSDB_OK);
@@ -903,10 +905,9 @@ static void test_prune_and_checkpoint(void **state)
     rsdb_job_spec spec = {REQUEST, 10, NULL, NULL};
     char id[RSDB_ID_SIZE], keep[RSDB_ID_SIZE], queued[RSDB_ID_SIZE];
     for (int i = 0; i < 50; i++)
-        assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "{}", 1000 + i, id, NULL),
+        assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", 1000 + i, id, NULL),
                          RSDB_OK);
-    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", "{}", 5000, keep, NULL),
-                     RSDB_OK);
+    assert_int_equal(rsdb_job_store_completed(fx->db, &spec, "{}", 5000, keep, NULL), RSDB_OK);
     enqueue(fx->db, 0, queued); /* old but not finished: never pruned */
     assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM events"), 51 * 2 + 1);
 
@@ -987,6 +988,75 @@ static void test_check(void **state)
     assert_int_equal(rsdb_check(NULL, NULL, 0), RSDB_EINVAL);
 }
 
+/* The counts of rsdb_stats_get (schema 3's job_counts, kept by triggers) equal a real count of
+ * the jobs table after every kind of change: create, claim, progress, complete, cancel, fail,
+ * reap, release and prune. */
+static void assert_counts_true(const fixture *fx)
+{
+    rsdb_stats s;
+    assert_int_equal(rsdb_stats_get(fx->db, 1000, &s), RSDB_OK);
+    static const char *const names[] = {"queued", "running", "completed", "failed", "cancelled"};
+    for (int i = RSDB_QUEUED; i <= RSDB_CANCELLED; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE state = '%s'",
+                 names[i - RSDB_QUEUED]);
+        assert_string_equal(rsdb_state_name((rsdb_state)i), names[i - RSDB_QUEUED]);
+        assert_int_equal(s.jobs[i], db_sql_int(fx->path, sql));
+    }
+    assert_int_equal(s.queue_depth, s.jobs[RSDB_QUEUED]);
+}
+
+static rsdb_job *claim(const fixture *fx, const char *owner, int64_t now)
+{
+    rsdb_job *job = NULL;
+    assert_int_equal(rsdb_job_claim(fx->db, owner, 100, now, &job), RSDB_OK);
+    assert_non_null(job);
+    return job;
+}
+
+static void test_job_counts(void **state)
+{
+    fixture *fx = *state;
+    char ids[6][RSDB_ID_SIZE];
+    for (int i = 0; i < 6; i++)
+        enqueue(fx->db, 100 + i, ids[i]);
+    assert_counts_true(fx);
+    rsdb_job *a = claim(fx, "w1", 200);
+    assert_counts_true(fx);
+    assert_int_equal(rsdb_job_progress(fx->db, a->id, "w1", 10, 100, "{}", 210, NULL), RSDB_OK);
+    assert_int_equal(rsdb_job_complete(fx->db, a->id, "w1", "{}", 220), RSDB_OK);
+    assert_counts_true(fx);
+    rsdb_job *b = claim(fx, "w1", 230);
+    assert_int_equal(rsdb_job_fail(fx->db, b->id, "w1", "boom", "it broke", "{}", 240), RSDB_OK);
+    assert_counts_true(fx);
+    rsdb_job *c = claim(fx, "w1", 250);
+    assert_int_equal(rsdb_job_release(fx->db, c->id, "w1", 260), RSDB_OK);
+    assert_counts_true(fx);
+    rsdb_job *d = claim(fx, "w2", 270); /* its lease runs out at 370 */
+    size_t requeued = 0, failed = 0;
+    assert_int_equal(rsdb_reap(fx->db, 1000, 5, &requeued, &failed), RSDB_OK);
+    assert_int_equal(requeued, 1);
+    assert_counts_true(fx);
+    rsdb_state st;
+    assert_int_equal(rsdb_job_cancel(fx->db, ids[5], 1100, &st), RSDB_OK);
+    assert_counts_true(fx);
+    size_t deleted = 0;
+    assert_int_equal(rsdb_prune(fx->db, 100000, 1, 0, &deleted), RSDB_OK);
+    assert_int_equal(deleted, 3);
+    assert_counts_true(fx);
+    rsdb_job_free(a);
+    rsdb_job_free(b);
+    rsdb_job_free(c);
+    rsdb_job_free(d);
+
+    /* A count changed behind the library's back is damage that rsdb_check names. */
+    char report[256];
+    assert_int_equal(rsdb_check(fx->db, report, sizeof report), RSDB_OK);
+    sql_exec(fx, "UPDATE job_counts SET n = n + 1 WHERE state = 'queued'");
+    assert_int_equal(rsdb_check(fx->db, report, sizeof report), RSDB_ECORRUPT);
+    assert_non_null(strstr(report, "job_counts: queued counted"));
+}
+
 /* A writer that holds the lock longer than busy_timeout and every retry: the call gives up with
  * RSDB_EBUSY, counts its retries, and writes nothing; once the lock is gone it succeeds. */
 static void test_busy_retries(void **state)
@@ -1058,7 +1128,7 @@ static void test_concurrent_claims(void **state)
                     break;
                 }
                 claimed++;
-                err = rsdb_job_complete(db, job->id, owner, "{}", "{}", 1001);
+                err = rsdb_job_complete(db, job->id, owner, "{}", 1001);
                 rsdb_job_free(job);
                 if (err != RSDB_OK) {
                     status = 4;
@@ -1125,6 +1195,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_and_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
     };

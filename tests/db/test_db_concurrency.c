@@ -165,7 +165,7 @@ static int claimer_child(const fixture *fx, int w, int fd)
         }
         claim_record rec;
         memcpy(rec.id, job->id, sizeof(rec.id));
-        err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", "{}", 100001);
+        err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", 100001);
         rsdb_job_free(job);
         if (err != RSDB_OK) {
             status = CHILD_RSDB_BASE + (int)err;
@@ -294,7 +294,7 @@ static int appender_child(const fixture *fx, int w, int progress_per_job)
                 status = CHILD_RSDB_BASE + (int)err;
         }
         if (status == CHILD_OK) {
-            err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}", "{}",
+            err = rsdb_job_complete(db, job->id, owner, "{\"ok\":true}",
                                     start + progress_per_job + 1);
             if (err != RSDB_OK)
                 status = CHILD_RSDB_BASE + (int)err;

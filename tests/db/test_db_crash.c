@@ -153,7 +153,7 @@ static int crash_child(const char *path, int round, int fd)
         } else {
             const int h = (int)(prng_next(&rng) % (uint64_t)nheld);
             if (pick < 96)
-                err = rsdb_job_complete(worker, held[h], owner, "{\"mean\":1.5}", "{}", now);
+                err = rsdb_job_complete(worker, held[h], owner, "{\"mean\":1.5}", now);
             else
                 err =
                     rsdb_job_fail(worker, held[h], owner, "engine", "simulated failure", "{}", now);

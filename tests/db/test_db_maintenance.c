@@ -51,7 +51,7 @@ static void run_jobs(rsdb *db, unsigned n, int64_t now)
             assert_int_equal(
                 rsdb_job_progress(db, job->id, "w", 250u * (unsigned)p, 60000, PROGRESS, now, NULL),
                 RSDB_OK);
-        assert_int_equal(rsdb_job_complete(db, job->id, "w", "{\"ok\":true}", "{}", now), RSDB_OK);
+        assert_int_equal(rsdb_job_complete(db, job->id, "w", "{\"ok\":true}", now), RSDB_OK);
         rsdb_job_free(job);
     }
 }
