@@ -3,16 +3,28 @@
 
 Why this file exists: the run command shows a simulation streaming; this is the client side of
 that, written against the public API only (docs/api.md): POST /simulations/async, then the
-job's events by long polling GET /simulations/{id}/events?after=SEQ&wait=S, one line per event,
-until the job ends.
+job's events over the WebSocket stream (GET /simulations/{id}/stream, served by the bridge
+behind the web server), one line per message, until the bridge closes the stream at the job's
+end. Without the `websockets` module (Debian's python3-websockets, for /usr/bin/python3), or
+with --poll, or when the stream cannot be opened, it long-polls
+GET /simulations/{id}/events?after=SEQ&wait=S instead, from the last seq it has: the same
+events either way.
 
-Usage: demo_job.py BASE_URL REQUEST.json [--trials N]
+Usage: demo_job.py BASE_URL REQUEST.json [--trials N] [--poll]
 """
 
 import argparse
+import asyncio
 import json
 import sys
 import urllib.request
+
+try:
+    import websockets
+except ImportError:  # the polling transport still works
+    websockets = None
+
+FINAL = ("completed", "failed", "cancelled")
 
 
 def post_json(url, body):
@@ -46,27 +58,71 @@ def describe(event):
     return kind
 
 
+def show(event):
+    print("  seq %-6s %s" % (event.get("seq", "-"), describe(event)), flush=True)
+
+
+async def stream(base, job_id, seen):
+    """Prints the job's events from the WebSocket stream, keeping the seq of the last one in
+    seen["seq"]; returns the close code and reason."""
+    url = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    url = "%s/simulations/%s/stream" % (url, job_id)
+    print("  (over WebSocket: %s)" % url, flush=True)
+    async with websockets.connect(url, max_size=None, open_timeout=10) as ws:
+        opening = True
+        try:
+            async for text in ws:
+                event = json.loads(text)
+                if opening and event["type"] == "status":  # the snapshot, not an event
+                    opening = False
+                    print("  now      %s" % describe(event), flush=True)
+                    continue
+                if "seq" in event:
+                    seen["seq"] = event["seq"]
+                show(event)
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_code, ws.close_reason
+
+
+def poll(base, job_id, after):
+    """Prints the job's events after `after` by long polling, until the job has ended."""
+    print("  (by long polling: %s/simulations/%s/events)" % (base, job_id), flush=True)
+    while True:
+        page = get_json("%s/simulations/%s/events?after=%d&wait=25" % (base, job_id, after),
+                        timeout=40)
+        for event in page["events"]:
+            show(event)
+        after = page["next"]
+        if page["status"] in FINAL and not page["events"]:
+            return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("base")
     ap.add_argument("request")
     ap.add_argument("--trials", type=int)
+    ap.add_argument("--poll", action="store_true", help="long-poll instead of the WebSocket")
     args = ap.parse_args()
     with open(args.request) as f:
         body = json.load(f)
     if args.trials:
         body["trials"] = args.trials
     job = post_json(args.base + "/simulations/async", body)
-    print("job %s queued; events from %s" % (job["id"], job["links"]["events"]))
-    after = 0
-    while True:
-        page = get_json("%s/simulations/%s/events?after=%d&wait=25" % (args.base, job["id"], after),
-                        timeout=40)
-        for event in page["events"]:
-            print("  seq %-6d %s" % (event["seq"], describe(event)), flush=True)
-        after = page["next"]
-        if page["status"] in ("completed", "failed", "cancelled") and not page["events"]:
-            return 0
+    print("job %s queued" % job["id"], flush=True)
+    seen = {"seq": 0}
+    if websockets is not None and not args.poll:
+        try:
+            code, reason = asyncio.run(stream(args.base, job["id"], seen))
+            print("  stream closed: %s %s" % (code, reason), flush=True)
+            if code in (1000, 4000):
+                return 0
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
+            print("  the stream is not available (%s)" % e, flush=True)
+    elif websockets is None and not args.poll:
+        print("  (no python3 websockets module: polling)", flush=True)
+    return poll(args.base, job["id"], seen["seq"])
 
 
 if __name__ == "__main__":

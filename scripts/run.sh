@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's run command: installs what is missing, builds risksim, and serves it on
 # 127.0.0.1 behind lighttpd (or Apache) from the shipped configurations, with the job store in
-# build/serve-SERVER/risksim.db; submits a sample job and shows its progress streaming, then
-# stays in the foreground until Ctrl-C, which stops everything it started.
+# build/serve-SERVER/risksim.db, with the WebSocket bridge; submits a sample job and shows its
+# progress streaming over WebSocket, then stays in the foreground until Ctrl-C, which stops
+# everything it started.
 #
 # Usage: bash scripts/run.sh [--apache]     (or RISKSIM_SERVER=apache; RISKSIM_PORT=8080)
 set -euo pipefail
@@ -39,10 +40,12 @@ risksim is serving $base/
   API:      $base/simulations  (sync)   $base/simulations/async  (async)
   health:   $base/healthz      metrics: $base/metrics
   try:      curl -s -H 'Content-Type: application/json' --data-binary @examples/enterprise.json $base/simulations
-
+  stream:   ${base/http:/ws:}/simulations/ID/stream  (WebSocket, through the bridge)
 A sample job (examples/enterprise.json, 5,000,000 trials) and its events as they arrive:
 MSG
-python3 scripts/demo_job.py "$base" examples/enterprise.json --trials 5000000 || true
+# Debian's python3-websockets belongs to the system interpreter, whatever python3 comes first
+# on PATH.
+/usr/bin/python3 scripts/demo_job.py "$base" examples/enterprise.json --trials 5000000 || true
 echo
 echo "risksim: still serving $base/ — press Ctrl-C to stop."
 wait "$serve_pid"
