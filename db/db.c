@@ -151,7 +151,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_CANCEL_REQUEST] = "UPDATE jobs SET cancel_requested = 1 "
                           "WHERE id = ?1 AND state = 'running'",
     [ST_CLAIM] = "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2, "
-                 "attempts = attempts + 1, started = coalesce(started, ?3), trials_done = 0 "
+                 "attempts = attempts + 1, started = coalesce(started, max(?3, created)), "
+                 "trials_done = 0 "
                  "WHERE id = (SELECT id FROM jobs WHERE state = 'queued' "
                  "ORDER BY created, id LIMIT 1) RETURNING " DB_JOB_COLUMNS,
     [ST_PROGRESS] = "UPDATE jobs SET trials_done = ?3, lease_until = ?4 "

@@ -19,8 +19,13 @@
 #include "risksim/log.h"
 #include "worker.h"
 
-/* An idle worker looks for work this often (other processes' jobs are only seen by polling). */
-#define IDLE_POLL_MS 100
+/* An idle worker probes the job store's data version this often, and tries a claim only when
+ * another connection has committed something since (a submission of this process or of
+ * another one, a release, the reaper's requeue): a few microseconds a probe instead of a write
+ * transaction, and a job waits about half of this before a worker takes it. */
+#define IDLE_PROBE_MS 10
+/* ... and tries a claim at least this often anyway. */
+#define IDLE_CLAIM_MS 1000
 /* Prune at most this often (it scans the finished-jobs index). */
 #define PRUNE_PERIOD_MS 60000
 
@@ -225,6 +230,21 @@ static rsdb *open_worker_db(const app *a, const char *who)
     return db;
 }
 
+/* Waits while the data version is still `seen` (nothing committed by another connection since
+ * it was read), up to IDLE_CLAIM_MS and less when the process is stopping, keeping the worker's
+ * sign of life fresh. */
+static void wait_for_change(app *a, unsigned index, rsdb *db, int64_t seen)
+{
+    int64_t now = 0;
+    for (long waited = 0; waited < IDLE_CLAIM_MS && !atomic_load(&a->stopping);
+         waited += IDLE_PROBE_MS) {
+        sleep_ms(IDLE_PROBE_MS);
+        atomic_store(&a->worker_beat_ms[index], rsclock_wall_ms());
+        if (rsdb_data_version(db, &now) != RSDB_OK || now != seen)
+            return;
+    }
+}
+
 void *worker_main(void *varg)
 {
     worker_arg *arg = varg;
@@ -239,10 +259,15 @@ void *worker_main(void *varg)
     }
     while (!atomic_load(&a->stopping)) {
         atomic_store(&a->worker_beat_ms[arg->index], rsclock_wall_ms());
+        /* read before the claim, so that a submission committed after an empty claim
+         * changes it */
+        int64_t version = 0;
+        rsdb_err err = rsdb_data_version(db, &version);
         rsdb_job *job = NULL;
-        rsdb_err err = rsdb_job_claim(db, owner, 1000LL * a->cfg.lease_s, rsclock_wall_ms(), &job);
+        if (err == RSDB_OK)
+            err = rsdb_job_claim(db, owner, 1000LL * a->cfg.lease_s, rsclock_wall_ms(), &job);
         if (err == RSDB_EEMPTY) {
-            nap(a, IDLE_POLL_MS);
+            wait_for_change(a, arg->index, db, version);
             continue;
         }
         if (err != RSDB_OK) {

@@ -262,7 +262,9 @@ rsdb_err rsdb_job_cancel(rsdb *db, const char *id, int64_t now_ms, rsdb_state *s
  * ------------------------------------------------------------------------------------------- */
 
 /* Claims the oldest queued job: running, owned by owner, leased until now_ms + lease_ms,
- * attempts + 1, and appends a `status` event. Returns RSDB_OK with the job (with its request)
+ * attempts + 1, started (on its first claim) at now_ms but never before its creation (now_ms
+ * is read before the write lock is taken, and a job may be committed in between), and appends
+ * a `status` event. Returns RSDB_OK with the job (with its request)
  * in *out, RSDB_EEMPTY when nothing is queued, or a database error. */
 rsdb_err rsdb_job_claim(rsdb *db, const char *owner, int64_t lease_ms, int64_t now_ms,
                         rsdb_job **out);

@@ -1057,6 +1057,23 @@ static void test_job_counts(void **state)
     assert_non_null(strstr(report, "job_counts: queued counted"));
 }
 
+/* A claim whose clock reading came before the job's creation (the reading is taken before the
+ * write lock, and the job may be committed in between) starts the job at its creation. */
+static void test_claim_never_starts_before_creation(void **state)
+{
+    fixture *fx = *state;
+    char id[RSDB_ID_SIZE];
+    enqueue(fx->db, 500, id);
+    rsdb_job *job = claim(fx, "w", 400);
+    assert_string_equal(job->id, id);
+    assert_int_equal(job->started_ms, 500);
+    rsdb_job_free(job);
+    enqueue(fx->db, 600, id);
+    job = claim(fx, "w", 700);
+    assert_int_equal(job->started_ms, 700);
+    rsdb_job_free(job);
+}
+
 /* A writer that holds the lock longer than busy_timeout and every retry: the call gives up with
  * RSDB_EBUSY, counts its retries, and writes nothing; once the lock is gone it succeeds. */
 static void test_busy_retries(void **state)
@@ -1196,6 +1213,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_never_starts_before_creation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
     };
