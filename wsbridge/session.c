@@ -39,6 +39,11 @@
 #define SCAN_PAGE 1000
 /* The shortest wait of the session timer. */
 #define TIMER_MIN_US 10000
+/* The payload of the bridge's pings, echoed in the client's pong. It must not be empty:
+ * libwebsockets reports no pong with an empty payload (LWS_CALLBACK_RECEIVE_PONG), so the
+ * answers to empty pings would never count as client traffic and the idle close would end
+ * sessions whose clients answer every ping. */
+#define PING_PAYLOAD "risksim"
 
 /* What the handshake request says (headers are copied while libwebsockets still has them). */
 typedef struct handshake {
@@ -534,9 +539,10 @@ int wsb_session_writeable(wsb_session *s)
     if (s->closing)
         return close_now(s);
     if (s->ping_due) {
-        unsigned char buf[LWS_PRE + 1];
+        unsigned char buf[LWS_PRE + sizeof(PING_PAYLOAD)];
         s->ping_due = 0;
-        if (lws_write(s->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+        memcpy(buf + LWS_PRE, PING_PAYLOAD, sizeof(PING_PAYLOAD) - 1);
+        if (lws_write(s->wsi, buf + LWS_PRE, sizeof(PING_PAYLOAD) - 1, LWS_WRITE_PING) < 0)
             return -1;
         want_write(s);
         return 0;
