@@ -36,6 +36,10 @@
 #define WSB_BACKOFF_MAX_MS 5000
 /* The longest a replay read asks for (and never more than the free room of the queue). */
 #define WSB_REPLAY_PAGE 256
+/* Period of the sweep over every session (ping, heartbeat and idle checks): one timer for the
+ * bridge, not one per session, whose rescheduling would walk libwebsockets' sorted timer list
+ * (linear in the sessions) for every session. */
+#define WSB_SWEEP_MS 250
 /* How long the stop waits for the close handshakes of the sessions. */
 #define WSB_STOP_GRACE_MS 3000
 
@@ -86,7 +90,6 @@ typedef struct wsb_session {
     int end_kind;  /* wsb_end of an open session, or -1 for a refused handshake */
     int peer_code; /* the code of a close the client started */
     int ping_due;
-    lws_sorted_usec_list_t timer;                            /* ping, heartbeat and idle checks */
     int64_t opened_us, last_rx_us, last_tx_us, last_ping_us; /* monotonic */
     unsigned char *rx; /* the client message being received (at most max_frame_bytes) */
     size_t rx_len;
@@ -97,6 +100,7 @@ typedef struct wsb_session {
 struct wsb {
     rscfg cfg;
     struct lws_context *ctx;
+    struct ev_loop *loop; /* libev's loop (epoll) that runs the context */
     struct lws_vhost *vhost;
     rsdb *db; /* the RSDB_ROLE_READER connection of the service thread; NULL while failing */
     fan_map *fan;
@@ -115,6 +119,8 @@ struct wsb {
     unsigned backoff_ms;
     int db_ok;
     int64_t poll_ok_us; /* monotonic time of the last successful poll (0: none yet) */
+
+    lws_sorted_usec_list_t sweep_timer; /* every WSB_SWEEP_MS: wsb_session_tick for each session */
 
     /* The stop. */
     int stopping;
@@ -206,5 +212,10 @@ void wsb_session_offer(wsb_session *s, const wsb_event_msg *m, int from_replay);
 
 /* Closes the session with 1001 and the reason {"retryMs":retry_ms} (the stop). */
 void wsb_session_shutdown(wsb_session *s, unsigned retry_ms);
+
+/* The session's periodic checks at monotonic time now_us: the idle close after idle_timeout_s
+ * without client traffic, a protocol ping every ping_s, a heartbeat after heartbeat_s without
+ * another message. Called for every session by the bridge's sweep. */
+void wsb_session_tick(wsb_session *s, int64_t now_us);
 
 #endif

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "risksim/clock.h"
 #include "bridge.h"
 #include "risksim/log.h"
@@ -115,6 +117,17 @@ void wsb_gauges_fill(const wsb *b, wsb_gauges *g)
  * The stop
  * ------------------------------------------------------------------------------------------- */
 
+/* The periodic checks of every session, then the next sweep. */
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+    wsb *b = lws_container_of(sul, wsb, sweep_timer);
+    int64_t now = rsclock_mono_us();
+    for (wsb_session *s = b->all; s != NULL; s = s->next_all)
+        wsb_session_tick(s, now);
+    if (!b->stopping)
+        lws_sul_schedule(b->ctx, 0, &b->sweep_timer, sweep, (lws_usec_t)WSB_SWEEP_MS * 1000);
+}
+
 static void stop_deadline(lws_sorted_usec_list_t *sul)
 {
     wsb *b = lws_container_of(sul, wsb, stop_timer);
@@ -145,6 +158,7 @@ static void begin_stop(wsb *b, int sig)
     b->stopping = 1;
     rslog(RSLOG_INFO, "signal %d: closing %u sessions (1001) and stopping", sig, b->sessions);
     lws_sul_cancel(&b->poll_timer);
+    lws_sul_cancel(&b->sweep_timer);
     uint64_t x = jitter_seed();
     for (wsb_session *s = b->all; s != NULL; s = s->next_all) {
         x ^= x << 13; /* xorshift64: spreading reconnects needs no more than this */
@@ -393,15 +407,36 @@ static struct lws_context *create_context(wsb *b, const rscfg_addr *addr)
     info.retry_and_idle_policy = &no_validity_timers;
     info.gid = -1;
     info.uid = -1;
+    /* The service loop is libev's on epoll, not libwebsockets' default poll(): poll() looks at
+     * every socket on every wake-up, which with thousands of sessions took most of the bridge's
+     * time (docs/benchmarks.md, "WebSocket bridge"). */
+    b->loop = ev_loop_new(EVBACKEND_EPOLL);
+    if (b->loop == NULL)
+        b->loop = ev_loop_new(EVFLAG_AUTO);
+    if (b->loop == NULL)
+        return NULL;
+    void *foreign_loops[1] = {b->loop};
+    info.foreign_loops = foreign_loops;
+    info.options |= LWS_SERVER_OPTION_LIBEV;
     return lws_create_context(&info);
+}
+
+/* Ends the loop once the bridge is to exit (checked before the loop waits). */
+static void check_exit(struct ev_loop *loop, ev_prepare *watcher, int revents)
+{
+    (void)revents;
+    if (((wsb *)watcher->data)->exit_now)
+        ev_break(loop, EVBREAK_ALL);
 }
 
 static void run_loop(wsb *b)
 {
-    while (!b->exit_now) {
-        if (lws_service(b->ctx, 0) < 0)
-            break;
-    }
+    ev_prepare exit_check;
+    ev_prepare_init(&exit_check, check_exit);
+    exit_check.data = b;
+    ev_prepare_start(b->loop, &exit_check);
+    ev_run(b->loop, 0);
+    ev_prepare_stop(b->loop, &exit_check);
 }
 
 /* Frees what wsb_run made (ctx first: closing connections runs the session callbacks). */
@@ -411,6 +446,9 @@ static void teardown(wsb *b, const rscfg_addr *addr, int sig_write)
     if (b->ctx != NULL)
         lws_context_destroy(b->ctx);
     b->ctx = NULL;
+    if (b->loop != NULL)
+        ev_loop_destroy(b->loop);
+    b->loop = NULL;
     rsdb_free(b->db);
     fan_map_free(b->fan);
     ip_map_free(b->ips);
@@ -467,6 +505,7 @@ int wsb_run(const rscfg *cfg)
     }
     b->signal_adopted = 1;
     wsb_poller_start(b);
+    lws_sul_schedule(b->ctx, 0, &b->sweep_timer, sweep, (lws_usec_t)WSB_SWEEP_MS * 1000);
     rslog(RSLOG_INFO, "started %s: listening on %s, db %s, base path \"%s\"%s", RISKSIM_VERSION,
           cfg->bridge_listen, cfg->db_path, cfg->base_path,
           cfg->ws_deflate ? ", permessage-deflate on" : "");

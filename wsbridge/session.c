@@ -37,8 +37,6 @@
 #define REPLAY_ROUNDS 4
 /* Pages of the scan for the newest seq before the replay. */
 #define SCAN_PAGE 1000
-/* The shortest wait of the session timer. */
-#define TIMER_MIN_US 10000
 /* The payload of the bridge's pings, echoed in the client's pong. It must not be empty:
  * libwebsockets reports no pong with an empty payload (LWS_CALLBACK_RECEIVE_PONG), so the
  * answers to empty pings would never count as client traffic and the idle close would end
@@ -453,13 +451,11 @@ void wsb_session_offer(wsb_session *s, const wsb_event_msg *m, int from_replay)
  * Timers: ping, heartbeat, idle
  * ------------------------------------------------------------------------------------------- */
 
-static void session_timer(lws_sorted_usec_list_t *sul)
+void wsb_session_tick(wsb_session *s, int64_t now)
 {
-    wsb_session *s = lws_container_of(sul, wsb_session, timer);
     const rscfg *cfg = &s->b->cfg;
-    if (s->closing)
+    if (s->closing || s->wsi == NULL)
         return;
-    int64_t now = rsclock_mono_us();
     int64_t idle = (int64_t)cfg->idle_timeout_s * 1000000;
     int64_t ping = (int64_t)cfg->ping_s * 1000000;
     int64_t beat = (int64_t)cfg->heartbeat_s * 1000000;
@@ -477,14 +473,6 @@ static void session_timer(lws_sorted_usec_list_t *sul)
         s->last_tx_us = now;
         queue_text(s, text, wsmsg_heartbeat(rsclock_wall_ms(), text, sizeof(text)), WSQ_AUX, 0);
     }
-    int64_t next = s->last_rx_us + idle;
-    if (s->last_ping_us + ping < next)
-        next = s->last_ping_us + ping;
-    if (s->last_tx_us + beat < next)
-        next = s->last_tx_us + beat;
-    next -= now;
-    lws_sul_schedule(s->b->ctx, 0, &s->timer, session_timer,
-                     next < TIMER_MIN_US ? TIMER_MIN_US : next);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -518,8 +506,6 @@ int wsb_session_open(wsb_session *s, wsb *b, struct lws *wsi)
     if (!ok)
         return 0;
     replay_step(s);
-    lws_sul_schedule(b->ctx, 0, &s->timer, session_timer,
-                     (lws_usec_t)b->cfg.ping_s * LWS_USEC_PER_SEC);
     want_write(s);
     return 0;
 }
@@ -654,7 +640,6 @@ void wsb_session_closed(wsb_session *s)
     if (s->kind != WSB_CONN_WS)
         return;
     wsb *b = s->b;
-    lws_sul_cancel(&s->timer);
     if (s->prev_all != NULL)
         s->prev_all->next_all = s->next_all;
     else
