@@ -12,7 +12,8 @@ step "format check"
 bash scripts/check-format.sh
 
 step "build and test (plain)"
-bash scripts/build.sh build
+# BENCH explicitly on: the run command configures the same tree with it off.
+bash scripts/build.sh build -DRISKSIM_BENCH=ON
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
 step "build and test (ASan + UBSan)"
