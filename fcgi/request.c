@@ -58,11 +58,16 @@ static const char *const *allowed_params(const http_req *r)
 {
     static const char *const list[] = {"status", "limit", "before", "token", NULL};
     static const char *const events[] = {"after", "wait", "token", NULL};
+    /* the stream's own (docs/api.md section 5), so that a stream URL that reaches the responder
+     * (a web server without the WebSocket route) gets its 426, not a 400 */
+    static const char *const stream[] = {"after", "types", "token", NULL};
     static const char *const plain[] = {"token", NULL};
     if (r->route.kind == ROUTE_SIMULATIONS && r->method != METHOD_POST)
         return list;
     if (r->route.kind == ROUTE_EVENTS)
         return events;
+    if (r->route.kind == ROUTE_STREAM)
+        return stream;
     return plain;
 }
 

@@ -1033,12 +1033,15 @@ class ApiTests(ApiCase):
     def test_stream_route_426_at_the_responder(self) -> None:
         """What the responder answers if a web server ever routes the stream to it."""
         job_id = str(self.run_sync(small_request(seed=65))[1]["id"])
-        status, headers, body = serve.fcgi_request(
-            self.site.fcgi_address(), "GET", f"/risksim/simulations/{job_id}/stream")
-        self.assertEqual(status, 426, body)
-        self.assertEqual(headers.get("content-type"), "application/problem+json")
-        self.assertEqual(headers.get("upgrade"), "websocket")
-        self.assertEqual(json.loads(body)["status"], 426)
+        # with the stream's own query too (what a client sends), and not with another one
+        for query, expected in (("", 426), ("?after=3&types=complete", 426), ("?wait=1", 400)):
+            status, headers, body = serve.fcgi_request(
+                self.site.fcgi_address(), "GET", f"/risksim/simulations/{job_id}/stream{query}")
+            self.assertEqual(status, expected, body)
+            self.assertEqual(headers.get("content-type"), "application/problem+json")
+            self.assertEqual(json.loads(body)["status"], expected)
+            if expected == 426:
+                self.assertEqual(headers.get("upgrade"), "websocket")
 
     def test_414_long_uri(self) -> None:
         # The web servers refuse a request line this long themselves (Apache 414, lighttpd 431).
