@@ -5,12 +5,14 @@ Why this file exists: the run command shows a simulation streaming; this is the 
 that, written against the public API only (docs/api.md): POST /simulations/async, then the
 job's events over the WebSocket stream (GET /simulations/{id}/stream, served by the bridge
 behind the web server), one line per message, until the bridge closes the stream at the job's
-end. Without the `websockets` module (Debian's python3-websockets, for /usr/bin/python3), or
+end. The run command also opens the demo page on the same job: --submit-only only submits and
+prints the job's id, --job ID follows a job submitted before. Without the `websockets` module (Debian's python3-websockets, for /usr/bin/python3), or
 with --poll, or when the stream cannot be opened, it long-polls
 GET /simulations/{id}/events?after=SEQ&wait=S instead, from the last seq it has: the same
 events either way.
 
-Usage: demo_job.py BASE_URL REQUEST.json [--trials N] [--poll]
+Usage: demo_job.py BASE_URL REQUEST.json [--trials N] [--submit-only] [--poll]
+       demo_job.py BASE_URL --job ID [--poll]
 """
 
 import argparse
@@ -98,31 +100,51 @@ def poll(base, job_id, after):
             return 0
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("base")
-    ap.add_argument("request")
-    ap.add_argument("--trials", type=int)
-    ap.add_argument("--poll", action="store_true", help="long-poll instead of the WebSocket")
-    args = ap.parse_args()
-    with open(args.request) as f:
+def submit(base, request_path, trials):
+    """Submits the request in request_path (with trials if given) as a job; returns its id."""
+    with open(request_path) as f:
         body = json.load(f)
-    if args.trials:
-        body["trials"] = args.trials
-    job = post_json(args.base + "/simulations/async", body)
-    print("job %s queued" % job["id"], flush=True)
+    if trials:
+        body["trials"] = trials
+    return post_json(base + "/simulations/async", body)["id"]
+
+
+def follow(base, job_id, use_poll):
+    """Prints the job's events until its end: over the WebSocket stream, else by polling."""
     seen = {"seq": 0}
-    if websockets is not None and not args.poll:
+    if websockets is not None and not use_poll:
         try:
-            code, reason = asyncio.run(stream(args.base, job["id"], seen))
+            code, reason = asyncio.run(stream(base, job_id, seen))
             print("  stream closed: %s %s" % (code, reason), flush=True)
             if code in (1000, 4000):
                 return 0
         except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
             print("  the stream is not available (%s)" % e, flush=True)
-    elif websockets is None and not args.poll:
+    elif websockets is None and not use_poll:
         print("  (no python3 websockets module: polling)", flush=True)
-    return poll(args.base, job["id"], seen["seq"])
+    return poll(base, job_id, seen["seq"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("base")
+    ap.add_argument("request", nargs="?", help="the request to submit (not with --job)")
+    ap.add_argument("--trials", type=int)
+    ap.add_argument("--submit-only", action="store_true",
+                    help="only submit the job and print its id")
+    ap.add_argument("--job", help="follow this job instead of submitting one")
+    ap.add_argument("--poll", action="store_true", help="long-poll instead of the WebSocket")
+    args = ap.parse_args()
+    if (args.job is None) == (args.request is None):
+        ap.error("give either REQUEST.json or --job ID")
+    if args.job is not None:
+        return follow(args.base, args.job, args.poll)
+    job_id = submit(args.base, args.request, args.trials)
+    if args.submit_only:
+        print(job_id, flush=True)
+        return 0
+    print("job %s queued" % job_id, flush=True)
+    return follow(args.base, job_id, args.poll)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite
             libfcgi-dev libinih-dev libjwt-dev libssl-dev libwebsockets-dev lighttpd curl
             python3 python3-websockets)
 test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3
-           apache2 spawn-fcgi python3-websockets wrk)
+           apache2 spawn-fcgi python3-websockets wrk chromium)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
@@ -20,6 +20,13 @@ case "${1:-build}" in
   test) want+=("${test_pkgs[@]}") ;;
   *) echo "deps.sh: unknown set '$1' (build, apache or test)" >&2; exit 64 ;;
 esac
+# The browser tests run node and npm (tests/browser). Debian's nodejs and npm only when the
+# commands are missing: a node from elsewhere (NodeSource's nodejs, which brings its own npm and
+# conflicts with Debian's npm package) is used as it is.
+if [ "${1:-build}" = test ]; then
+  command -v node >/dev/null 2>&1 || want+=(nodejs)
+  command -v npm >/dev/null 2>&1 || want+=(npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's run command: installs what is missing, builds risksim, and serves it on
 # 127.0.0.1 behind lighttpd (or Apache) from the shipped configurations, with the job store in
-# build/serve-SERVER/risksim.db, with the WebSocket bridge; submits a sample job and shows its
-# progress streaming over WebSocket, then stays in the foreground until Ctrl-C, which stops
-# everything it started.
+# build/serve-SERVER/risksim.db, with the WebSocket bridge; submits a sample job, prints the URL
+# of the demo page following it, shows its progress streaming over WebSocket in the terminal,
+# then stays in the foreground until Ctrl-C, which stops everything it started.
 #
 # Usage: bash scripts/run.sh [--apache]     (or RISKSIM_SERVER=apache; RISKSIM_PORT=8080)
 set -euo pipefail
@@ -37,15 +37,28 @@ done
 cat <<MSG
 
 risksim is serving $base/
+  page:     $base/   (the demo page: edit a request, run it, watch it stream)
   API:      $base/simulations  (sync)   $base/simulations/async  (async)
   health:   $base/healthz      metrics: $base/metrics
   try:      curl -s -H 'Content-Type: application/json' --data-binary @examples/enterprise.json $base/simulations
   stream:   ${base/http:/ws:}/simulations/ID/stream  (WebSocket, through the bridge)
-A sample job (examples/enterprise.json, 5,000,000 trials) and its events as they arrive:
 MSG
 # Debian's python3-websockets belongs to the system interpreter, whatever python3 comes first
 # on PATH.
-/usr/bin/python3 scripts/demo_job.py "$base" examples/enterprise.json --trials 5000000 || true
+demo() { /usr/bin/python3 scripts/demo_job.py "$base" "$@"; }
+if job=$(demo examples/enterprise.json --trials 5000000 --submit-only); then
+  echo "A sample job (examples/enterprise.json, 5,000,000 trials), on the demo page:"
+  echo
+  echo "  open $base/?job=$job"
+  echo
+  echo "and its events as they arrive:"
+  demo --job "$job" || true
+  page="$base/?job=$job"
+else
+  echo "run.sh: the sample job could not be submitted" >&2
+  page="$base/"
+fi
 echo
-echo "risksim: still serving $base/ — press Ctrl-C to stop."
+echo "risksim: still serving $base/ — press Ctrl-C to stop. The demo page:"
+echo "  open $page"
 wait "$serve_pid"

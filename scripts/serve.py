@@ -13,7 +13,8 @@ in its own process group, with its logs in STATE/log/.
 As a program (the run command, or by hand):
 
     python3 scripts/serve.py --server lighttpd|apache --port 8080 --state DIR --build BUILD_DIR \\
-        [--set key=value ...] [--bridge-port N] [--fcgi-procs N] [--no-bridge] [--check]
+        [--set key=value ...] [--bridge-port N] [--fcgi-procs N] [--no-bridge]
+        [--no-stream-proxy] [--check]
 
 starts everything, prints the URLs and stays in the foreground until Ctrl-C or SIGTERM, then
 stops everything it started. As a module (the integration tests):
@@ -457,6 +458,15 @@ def _config_value(value: object) -> str:
     return text
 
 
+def _without(text: str, pattern: str, what: str) -> str:
+    """text with the one match of pattern removed (a shipped route left out); ServeError if
+    the shipped file no longer has it."""
+    out, n = re.subn(pattern, "", text, count=1)
+    if n != 1:
+        raise ServeError(f"shipped configuration no longer contains {what}")
+    return out
+
+
 def _secret_of(overrides: Optional[Mapping[str, object]]) -> Optional[str]:
     value = (overrides or {}).get("auth_secret")
     return str(value) if value else None
@@ -785,9 +795,12 @@ class _WebServer(_Service):
                  repo_dir: PathLike = REPO_DIR,
                  config_overrides: Optional[Mapping[str, object]] = None,
                  fcgi_procs: int = 1, bridge_port: Optional[int] = None,
-                 web_user: Optional[str] = None):
+                 web_user: Optional[str] = None, stream_proxy: bool = True):
         super().__init__()
         self.port = int(port)
+        # False: the generated configuration lacks the WebSocket route to the bridge (as a web
+        # server whose proxy refuses WebSockets), so that clients have to fall back to polling.
+        self.stream_proxy = bool(stream_proxy)
         self.bridge_port = int(bridge_port) if bridge_port else free_port()
         self.fcgi_procs = int(fcgi_procs)
         if self.fcgi_procs < 1:
@@ -843,9 +856,11 @@ class Lighttpd(_WebServer):
     (bin-path), fcgi_procs processes ("max-procs").
 
     Lighttpd(port, state_dir, build_dir=DEFAULT_BUILD_DIR, repo_dir=REPO_DIR,
-             config_overrides=None, fcgi_procs=1, bridge_port=None)
+             config_overrides=None, fcgi_procs=1, bridge_port=None, stream_proxy=True)
 
     bridge_port: where the stream route proxies to (None = a free port; see .bridge_port).
+    stream_proxy=False leaves out the stream route (the mod_proxy block): stream URLs then
+    reach the responder, which answers 426, as behind a proxy that refuses WebSockets.
     Logs: STATE/log/lighttpd-error.log (lighttpd's error log, which also receives the spawned
     responders' stderr), STATE/log/lighttpd-access.log, STATE/log/lighttpd.log (its
     stdout/stderr). lighttpd runs as the invoking user (no server.username), so the responder
@@ -856,9 +871,10 @@ class Lighttpd(_WebServer):
     def __init__(self, port: int, state_dir: PathLike, build_dir: PathLike = DEFAULT_BUILD_DIR,
                  repo_dir: PathLike = REPO_DIR,
                  config_overrides: Optional[Mapping[str, object]] = None,
-                 fcgi_procs: int = 1, bridge_port: Optional[int] = None):
+                 fcgi_procs: int = 1, bridge_port: Optional[int] = None,
+                 stream_proxy: bool = True):
         super().__init__(port, state_dir, build_dir, repo_dir, config_overrides, fcgi_procs,
-                         bridge_port)
+                         bridge_port, stream_proxy=stream_proxy)
         self.conf_dir = self.state_dir / "lighttpd"
         self.main_conf = self.conf_dir / "lighttpd.conf"
         self.error_log = self.layout.log_dir / "lighttpd-error.log"
@@ -891,6 +907,9 @@ class Lighttpd(_WebServer):
             "/run/risksim/fcgi-lighttpd.sock", "/usr/share/risksim/web/", '"port" => 8091',
             '"max-procs" => 1,'))
         snippet = snippet.replace('"max-procs" => 1,', f'"max-procs" => {self.fcgi_procs},')
+        if not self.stream_proxy:
+            snippet = _without(snippet, r'(?ms)^\$HTTP\["url"\] =~ "\^/risksim/simulations/'
+                               r'\[\^/\]\+/stream\$" \{.*?^\}\s*else ', "the stream block")
         snippet_path = self.conf_dir / "10-risksim.conf"
         snippet_path.write_text(snippet)
         # The modules lighty-enable-mod would enable with this snippet ("depends" line):
@@ -988,9 +1007,11 @@ class Apache(_WebServer):
 
     Apache(port, state_dir, build_dir=DEFAULT_BUILD_DIR, repo_dir=REPO_DIR,
            config_overrides=None, fcgi_procs=1, bridge_port=None, user=None,
-           responder_args=(), responder_env=None)
+           responder_args=(), responder_env=None, stream_proxy=True)
 
     fcgi_procs == 1: one risksim-fcgi --listen unix:RUN/fcgi.sock.
+    stream_proxy=False leaves out the stream rule (its ProxyPassMatch): stream URLs then go to
+    the responder by the API rule, which answers 426, as behind a proxy refusing WebSockets.
     fcgi_procs > 1: this module binds RUN/fcgi.sock itself and starts that many risksim-fcgi
     processes sharing it on fd 0 (as spawn-fcgi -F N does); they share one job queue.
     .responders lists the Responder objects (pid, kill(), terminate(), ...).
@@ -1007,11 +1028,12 @@ class Apache(_WebServer):
                  config_overrides: Optional[Mapping[str, object]] = None,
                  fcgi_procs: int = 1, bridge_port: Optional[int] = None,
                  user: Optional[str] = None, responder_args: Sequence[str] = (),
-                 responder_env: Optional[Mapping[str, str]] = None):
+                 responder_env: Optional[Mapping[str, str]] = None,
+                 stream_proxy: bool = True):
         as_root = os.geteuid() == 0
         self.user = (user or APACHE_USER) if as_root else None
         super().__init__(port, state_dir, build_dir, repo_dir, config_overrides, fcgi_procs,
-                         bridge_port, web_user=self.user)
+                         bridge_port, web_user=self.user, stream_proxy=stream_proxy)
         self.server_root = self.state_dir / "apache"
         self.main_conf = self.server_root / "apache2.conf"
         self.error_log = self.layout.log_dir / "apache-error.log"
@@ -1052,6 +1074,9 @@ class Apache(_WebServer):
         snippet = lay.substitute(shipped, required=(
             "unix:/run/risksim/fcgi.sock|fcgi://", "http://127.0.0.1:8091/",
             '"/usr/share/risksim/web/"'))
+        if not self.stream_proxy:
+            snippet = _without(snippet, r'(?m)^ProxyPassMatch "\^/risksim/simulations/'
+                               r'\(\[\^/\]\+\)/stream\$" .*\n', "the stream rule")
         snippet_path = self.server_root / "risksim.conf"
         snippet_path.write_text(snippet)
         loads = []
@@ -1204,6 +1229,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--fcgi-procs", type=int, default=1, help="responder processes")
     ap.add_argument("--no-bridge", action="store_true",
                     help="do not start risksim-wsbridge even if it is built")
+    ap.add_argument("--no-stream-proxy", action="store_true",
+                    help="leave the WebSocket route out of the web server configuration "
+                         "(clients have to poll)")
     ap.add_argument("--check", action="store_true",
                     help="only write the configurations and run the server's syntax check")
     args = ap.parse_args(argv)
@@ -1214,7 +1242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides = parse_overrides(args.set)
         cls = Lighttpd if args.server == "lighttpd" else Apache
         web = cls(args.port, state, build, REPO_DIR, overrides, fcgi_procs=args.fcgi_procs,
-                  bridge_port=args.bridge_port)
+                  bridge_port=args.bridge_port, stream_proxy=not args.no_stream_proxy)
         if args.check:
             out = web.check()
             sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
@@ -1242,7 +1270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  page:    {web.base_url}/")
         print(f"  API:     {web.base_url}/simulations")
         print(f"  health:  {web.base_url}/healthz")
-        if bridge:
+        if not web.stream_proxy:
+            print("  stream:  not routed (--no-stream-proxy): clients poll")
+        elif bridge:
             print(f"  stream:  {web.ws_url}/simulations/{{id}}/stream")
         else:
             print(f"  stream:  not available (the bridge, risksim-wsbridge, is not running)")
