@@ -69,6 +69,10 @@ class ServeError(RuntimeError):
     """A server could not be configured or started (the message includes its log tail)."""
 
 
+class PortTaken(ServeError):
+    """The port chosen for a web server was taken (by another process) before it started."""
+
+
 # --------------------------------------------------------------------------------------------
 # Small helpers
 
@@ -838,7 +842,7 @@ class _WebServer(_Service):
             try:
                 s.bind(("127.0.0.1", self.port))
             except OSError as e:
-                raise ServeError(f"127.0.0.1:{self.port} is not free: {e}") from None
+                raise PortTaken(f"127.0.0.1:{self.port} is not free: {e}") from None
 
     def write_configs(self) -> Path:
         """Writes every generated file; returns the main server configuration."""
@@ -1198,6 +1202,25 @@ Include "{snippet_path}"
         self._stop_responders(timeout)
         self.layout.cleanup()
         return code
+
+
+def start_on_free_port(kind: str, state_dir: PathLike, build_dir: PathLike = DEFAULT_BUILD_DIR,
+                       overrides: Optional[Mapping[str, object]] = None, attempts: int = 5,
+                       timeout: float = START_TIMEOUT, **kwargs: object) -> _WebServer:
+    """Starts Lighttpd (kind "lighttpd") or Apache ("apache") with these overrides and keyword
+    arguments on a free loopback port, choosing another one when another process takes the
+    chosen port first (up to attempts times, for tests that run side by side). Returns the
+    started server; raises ServeError when it cannot start."""
+    cls = Lighttpd if kind == "lighttpd" else Apache
+    for attempt in range(attempts):
+        web = cls(free_port(), state_dir, build_dir, REPO_DIR, overrides, **kwargs)
+        try:
+            web.start(timeout=timeout)
+            return web
+        except PortTaken:
+            if attempt + 1 == attempts:
+                raise
+    raise ServeError("no attempt to start")  # attempts < 1
 
 
 # --------------------------------------------------------------------------------------------

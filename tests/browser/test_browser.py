@@ -125,22 +125,12 @@ class Site:
         self.bridge: Optional[serve.Bridge] = None
 
     def start(self) -> "Site":
-        cls = serve.Lighttpd if self.server == "lighttpd" else serve.Apache
-        last: Optional[Exception] = None
-        for _ in range(5):  # another process may take the free port first
-            web = cls(serve.free_port(), self.state, self.build, serve.REPO_DIR, OVERRIDES,
-                      stream_proxy=self.stream_proxy)
-            try:
-                web.start(timeout=60)
-            except serve.ServeError as e:
-                last = e
-                if "is not free" in str(e):
-                    continue
-                raise Failure(f"could not start {self.server}: {e}") from None
-            self.web = web
-            break
-        else:
-            raise Failure(f"could not start {self.server}: {last}")
+        try:
+            web = serve.start_on_free_port(self.server, self.state, self.build, OVERRIDES,
+                                           timeout=60, stream_proxy=self.stream_proxy)
+        except serve.ServeError as e:
+            raise Failure(f"could not start {self.server}: {e}") from None
+        self.web = web
         self.bridge = serve.Bridge(web.state_dir, self.build, web.bridge_port,
                                    config_path=web.config_path, layout=web.layout)
         self.start_bridge()

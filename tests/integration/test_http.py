@@ -145,22 +145,10 @@ class Site:
         root = OPTIONS["state_root"]
         assert isinstance(root, Path)
         self.state_dir = root / self.label
-        cls = serve.Lighttpd if OPTIONS["server"] == "lighttpd" else serve.Apache
-        last: Optional[Exception] = None
-        for _ in range(5):  # another test run may take the free port first
-            port = serve.free_port()
-            web = cls(port, self.state_dir, OPTIONS["build"], serve.REPO_DIR, self.overrides,
-                      fcgi_procs=self.fcgi_procs)
-            try:
-                web.start(timeout=60)
-            except serve.ServeError as e:
-                last = e
-                if "is not free" in str(e):
-                    continue
-                raise
-            self.web = web
-            return self
-        raise AssertionError(f"could not start {OPTIONS['server']}: {last}")
+        self.web = serve.start_on_free_port(str(OPTIONS["server"]), self.state_dir,
+                                            Path(str(OPTIONS["build"])), self.overrides,
+                                            timeout=60, fcgi_procs=self.fcgi_procs)
+        return self
 
     @property
     def base(self) -> str:
