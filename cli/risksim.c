@@ -11,8 +11,8 @@
  * (commands[] below) so that `risksim watch` and others join without touching the dispatcher.
  * `risksim db ...` and `risksim jobs ...` administer the service's job database through
  * risksim/db.h only (no SQL in this file): create or migrate it, read its figures, prune it,
- * and list, show or cancel jobs. The exit codes are a contract for scripts, documented in
- * docs/cli.md.
+ * check it, back it up, and list, show or cancel jobs. The exit codes are a contract for scripts,
+ * documented in docs/cli.md.
  */
 #include <errno.h>
 #include <math.h>
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -842,7 +843,8 @@ enum {
     ADMIN_OPT_BATCH = 1u << 1,
     ADMIN_OPT_STATUS = 1u << 2,
     ADMIN_OPT_LIMIT = 1u << 3,
-    ADMIN_OPT_ID = 1u << 4 /* one positional job id, required */
+    ADMIN_OPT_ID = 1u << 4, /* one positional job id, required */
+    ADMIN_OPT_TO = 1u << 5  /* --to DEST, required */
 };
 
 /* The parsed arguments of one `risksim db ...` or `risksim jobs ...` call. */
@@ -850,6 +852,7 @@ typedef struct admin_options {
     const char *command;    /* "db" or "jobs" */
     const char *subcommand; /* "stats", "list", ... */
     const char *db_path;
+    const char *to_path; /* backup: the copy to create */
     const char *id;
     uint64_t retention_s;
     uint64_t batch; /* 0: the library's default */
@@ -1000,6 +1003,27 @@ static int run_db_check(rsdb *db, const admin_options *o)
     return finish_stdout();
 }
 
+/* risksim db backup: a consistent copy of the database in a new file, taken while the service
+ * runs (rsdb_backup), which the library has already checked as `db check` would. */
+static int run_db_backup(rsdb *db, const admin_options *o)
+{
+    char errbuf[512] = "";
+    rsdb_err err = rsdb_backup(db, o->to_path, errbuf, sizeof errbuf);
+    if (err != RSDB_OK) {
+        fprintf(stderr, "risksim db backup: %s: %s%s%s\n", o->to_path, rsdb_strerror(err),
+                errbuf[0] != '\0' ? ": " : "", errbuf);
+        return CLI_EXIT_FAILURE;
+    }
+    struct stat st;
+    if (stat(o->to_path, &st) != 0) {
+        fprintf(stderr, "risksim db backup: %s: %s\n", o->to_path, strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    printf("%s: backed up to %s (%lld bytes, checked)\n", o->db_path, o->to_path,
+           (long long)st.st_size);
+    return finish_stdout();
+}
+
 /* risksim jobs list: newest first, one line per job. */
 static int run_jobs_list(rsdb *db, const admin_options *o)
 {
@@ -1100,6 +1124,7 @@ static const admin_subcommand db_subcommands[] = {
     {"stats", false, 0, RSDB_ROLE_READER, run_db_stats},
     {"prune", false, ADMIN_OPT_RETENTION | ADMIN_OPT_BATCH, RSDB_ROLE_WORKER, run_db_prune},
     {"check", false, 0, RSDB_ROLE_READER, run_db_check},
+    {"backup", false, ADMIN_OPT_TO, RSDB_ROLE_READER, run_db_backup},
 };
 
 /* A cancel is what DELETE /simulations/{id} does on a request thread: it opens as one. */
@@ -1117,18 +1142,22 @@ static void usage_db(FILE *out)
             "       risksim db stats --db FILE\n"
             "       risksim db prune --db FILE [--retention SECONDS] [--batch N]\n"
             "       risksim db check --db FILE\n"
+            "       risksim db backup --db FILE --to DEST\n"
             "\n"
             "Administers the job database (SQLite) that the service shares:\n"
             "  migrate  create FILE, or bring it to this version's schema; print the version\n"
             "  stats    jobs by state, queue depth, oldest queued age, WAL size, busy retries\n"
             "  prune    delete finished jobs (and their events) older than the retention\n"
             "  check    verify FILE: integrity and foreign-key checks of the whole file\n"
+            "  backup   copy FILE to the new file DEST while the service runs (a consistent\n"
+            "           snapshot, one self-contained file, checked like `db check`)\n"
             "\n"
             "Options:\n"
             "  --db FILE            the database file (required; only migrate creates it)\n"
             "  --retention SECONDS  prune: keep finished jobs younger than this\n"
             "                       (default %llu, 7 days)\n"
             "  --batch N            prune: jobs deleted per transaction (default 500; at most %u)\n"
+            "  --to DEST            backup: the copy to create (required; must not exist)\n"
             "  -h, --help           show this help\n"
             "\n"
             "Exit status: 0 done, 1 failure, 64 usage error.\n",
@@ -1217,6 +1246,12 @@ static int parse_admin_options(int argc, char **argv, const admin_subcommand *su
                 return admin_usage_error(o, usage, "--db needs a file name", NULL);
             }
             o->db_path = value;
+        } else if ((sub->accepts & ADMIN_OPT_TO) &&
+                   (m = option_value(argc, argv, &i, "--to", &value)) != 0) {
+            if (m < 0 || value[0] == '\0') {
+                return admin_usage_error(o, usage, "--to needs a file name", NULL);
+            }
+            o->to_path = value;
         } else if ((sub->accepts & ADMIN_OPT_RETENTION) &&
                    (m = option_value(argc, argv, &i, "--retention", &value)) != 0) {
             if (m < 0 || parse_uint(value, 0, CLI_MAX_RETENTION_S, &n) != 0) {
@@ -1250,6 +1285,9 @@ static int parse_admin_options(int argc, char **argv, const admin_subcommand *su
     }
     if (o->db_path == NULL) {
         return admin_usage_error(o, usage, "missing --db FILE", NULL);
+    }
+    if ((sub->accepts & ADMIN_OPT_TO) && o->to_path == NULL) {
+        return admin_usage_error(o, usage, "missing --to DEST", NULL);
     }
     if ((sub->accepts & ADMIN_OPT_ID) && o->id == NULL) {
         return admin_usage_error(o, usage, "missing the job id", NULL);
@@ -1295,6 +1333,13 @@ static int run_admin(int argc, char **argv, const admin_subcommand *table, size_
     if (!sub->creates && access(o.db_path, F_OK) != 0) {
         fprintf(stderr, "risksim %s %s: %s: %s\n", o.command, o.subcommand, o.db_path,
                 strerror(errno));
+        return CLI_EXIT_FAILURE;
+    }
+    /* A backup never overwrites: say so before opening (and perhaps migrating) the source. The
+     * library refuses it again atomically (O_EXCL) should the file appear in between. */
+    if (o.to_path != NULL && access(o.to_path, F_OK) == 0) {
+        fprintf(stderr, "risksim %s %s: %s: already exists; a backup never overwrites a file\n",
+                o.command, o.subcommand, o.to_path);
         return CLI_EXIT_FAILURE;
     }
     rsdb_options options;
@@ -1345,8 +1390,8 @@ static void usage_help(FILE *out);
 static const cli_command commands[] = {
     {"simulate", "[options] FILE|-", "run a simulation request here and print the result",
      cmd_simulate, usage_simulate},
-    {"db", "SUBCOMMAND --db FILE", "migrate, inspect, prune or check the job database", cmd_db,
-     usage_db},
+    {"db", "SUBCOMMAND --db FILE", "migrate, inspect, prune, check or back up the job database",
+     cmd_db, usage_db},
     {"jobs", "SUBCOMMAND --db FILE", "list, show or cancel the jobs of the job database", cmd_jobs,
      usage_jobs},
     {"help", "[COMMAND]", "show this overview, or the options of COMMAND", cmd_help, usage_help},

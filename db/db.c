@@ -192,6 +192,11 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_COUNTS_CHECK] = "SELECT c.state || ' counted ' || c.n || ', found ' || (SELECT count(*)"
                         " FROM jobs j WHERE j.state = c.state) FROM job_counts c WHERE c.n <>"
                         " (SELECT count(*) FROM jobs j WHERE j.state = c.state) LIMIT 1",
+    /* rsdb_backup: a read transaction held over every step pins one snapshot of the source. */
+    [ST_BEGIN_READ] = "BEGIN DEFERRED",
+    [ST_USER_VERSION] = "PRAGMA user_version",
+    /* rsdb_backup, on the copy: one self-contained file (docs/internals.md, "Backup"). */
+    [ST_JOURNAL_DELETE] = "PRAGMA journal_mode = DELETE",
 };
 
 const char *rsdb_strerror(rsdb_err err)

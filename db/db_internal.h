@@ -2,8 +2,8 @@
  * Private declarations shared by the sources of librisksim-db.
  *
  * Why this file exists: the connection struct, the statement cache and the transaction helper
- * are used by every source file of db/ (open, jobs, events, maintenance) but are not part of
- * the public interface; keeping them here lets each file stay about one job.
+ * are used by every source file of db/ (open, jobs, events, maintenance, backup) but are not
+ * part of the public interface; keeping them here lets each file stay about one job.
  */
 #ifndef RISKSIM_DB_INTERNAL_H
 #define RISKSIM_DB_INTERNAL_H
@@ -46,6 +46,9 @@ typedef enum db_stmt {
     ST_INTEGRITY,
     ST_FK_CHECK,
     ST_COUNTS_CHECK,
+    ST_BEGIN_READ,
+    ST_USER_VERSION,
+    ST_JOURNAL_DELETE,
     ST_COUNT_
 } db_stmt;
 

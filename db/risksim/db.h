@@ -401,6 +401,21 @@ rsdb_err rsdb_stats_get(rsdb *db, int64_t now_ms, rsdb_stats *out);
  * db check`, not for a request path. */
 rsdb_err rsdb_check(rsdb *db, char *report, size_t report_len);
 
+/* Copies the database of db into a new file at dest_path with SQLite's online backup API: a
+ * consistent snapshot (the moment the call started its read transaction; jobs committed later by
+ * other connections are not in it) taken while other connections and processes keep reading and
+ * writing (WAL writers are never blocked; checkpoints cannot pass the snapshot until the call
+ * returns). dest_path must not exist, nor its -journal, -wal or -shm: the file is created with
+ * O_EXCL (mode 0640 less the umask), never overwritten. The copy is made one self-contained file
+ * (journal_mode=DELETE; rsdb_open switches it back to WAL when it is opened to be used) and is
+ * verified with rsdb_check before the call returns. On failure nothing is left at dest_path (when
+ * the call created it), a message is written to errbuf (errlen bytes, may be 0) and the error is
+ * returned: RSDB_EINVAL (NULL or empty argument), RSDB_EOPEN (dest_path exists, or its directory
+ * is missing or not writable), RSDB_EFULL, RSDB_EIO, RSDB_EBUSY (a database stayed locked through
+ * every retry), RSDB_ECORRUPT (the source, or the copy failing its check), RSDB_ENOMEM or
+ * RSDB_ESQL. Reads the whole file twice: meant for `risksim db backup`, not for a request path. */
+rsdb_err rsdb_backup(rsdb *db, const char *dest_path, char *errbuf, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -106,15 +106,6 @@ static rsdb_state state_of(rsdb *db, const char *id)
     return s;
 }
 
-static size_t event_count(rsdb *db, const char *id)
-{
-    rsdb_event_list list;
-    assert_int_equal(rsdb_events_job(db, id, 0, RSDB_EVENTS_MAX, &list), RSDB_OK);
-    size_t n = list.count;
-    rsdb_event_list_clear(&list);
-    return n;
-}
-
 static void sql_exec(const fixture *fx, const char *sql)
 {
     sqlite3 *conn = NULL;
@@ -431,7 +422,7 @@ static void test_idempotency(void **state)
     assert_int_equal(rsdb_job_store_completed(fx->db, &other, "{}", 13, again, &existing),
                      RSDB_ECONFLICT);
     assert_int_equal(db_sql_int(fx->path, "SELECT count(*) FROM jobs"), 1);
-    assert_int_equal(event_count(fx->db, id), 1);
+    assert_int_equal(db_event_count(fx->db, id), 1);
 
     /* Another key is another job. */
     rsdb_job_spec key2 = {REQUEST, 1000, "key-2", "hash-a"};
@@ -609,7 +600,7 @@ static void test_claim_progress_complete(void **state)
     assert_int_equal(job->lease_until_ms, 1600);
     assert_int_equal(job->state, RSDB_RUNNING);
     rsdb_job_free(job);
-    assert_int_equal(event_count(fx->db, a), 3);
+    assert_int_equal(db_event_count(fx->db, a), 3);
 
     assert_int_equal(rsdb_job_complete(fx->db, a, "w1", "{\"r\":1}", 800), RSDB_OK);
     job = get(fx->db, a);
@@ -698,10 +689,10 @@ static void test_cancel(void **state)
     rsdb_job_free(job);
 
     /* Completing a cancelled job is refused and changes nothing. */
-    size_t before = event_count(fx->db, r);
+    size_t before = db_event_count(fx->db, r);
     assert_int_equal(rsdb_job_complete(fx->db, r, "w", "{}", 50), RSDB_ESTATE);
     assert_int_equal(state_of(fx->db, r), RSDB_CANCELLED);
-    assert_int_equal(event_count(fx->db, r), before);
+    assert_int_equal(db_event_count(fx->db, r), before);
 
     assert_int_equal(rsdb_job_cancel(fx->db, "00000000000000000000000000", 1, &st), RSDB_ENOTFOUND);
     assert_int_equal(rsdb_job_cancel(fx->db, "short", 1, &st), RSDB_ENOTFOUND);

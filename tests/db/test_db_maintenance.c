@@ -8,7 +8,6 @@
  * made full for real: the test mounts a tiny tmpfs in a mount namespace of its own (ENOSPC from
  * the kernel, as on a full disk) and grows it afterwards.
  */
-#define _GNU_SOURCE /* unshare */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +16,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,42 +105,17 @@ static void test_prune_and_checkpoint_keep_files_bounded(void **state)
 
 /* ------------------------------------------------------------------------------------------ */
 
-/* A request of about 8 KiB, so that a small file system fills within a few dozen jobs. */
-static char *big_request(void)
-{
-    size_t len = 8192;
-    char *req = malloc(len + 32);
-    assert_non_null(req);
-    int n = snprintf(req, 32, "{\"trials\":1000,\"pad\":\"");
-    memset(req + n, 'x', len);
-    memcpy(req + n + len, "\"}", 3);
-    return req;
-}
-
-/* Moves this process into a mount namespace of its own (as root, or through a user namespace
- * otherwise), so that it can mount a small tmpfs that nobody else sees and that disappears with
- * it. Fails the test when the system allows neither. */
-static void private_mounts(void)
-{
-    int rc = geteuid() == 0 ? unshare(CLONE_NEWNS) : unshare(CLONE_NEWUSER | CLONE_NEWNS);
-    if (rc != 0)
-        fail_msg("unshare: %s (a private mount namespace is needed for the disk-full test)",
-                 strerror(errno));
-    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
-        fail_msg("making / private: %s", strerror(errno));
-}
-
 /* A full disk (a 384 KiB tmpfs) is RSDB_EFULL on an accepting connection; nothing committed is
  * lost, the file stays sound, and once space returns (the tmpfs grows) the next enqueue
  * succeeds. */
 static void test_disk_full_is_reported_and_recoverable(void **state)
 {
     db_tmpdir *t = *state;
-    private_mounts();
+    db_private_mounts();
     if (mount("risksim-test", t->dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=384k") != 0)
         fail_msg("mount tmpfs on %s: %s", t->dir, strerror(errno));
     rsdb *db = db_test_open(t->path, RSDB_ROLE_ACCEPT);
-    char *req = big_request();
+    char *req = db_padded_request(8192);
     rsdb_job_spec big = {req, 1000, NULL, NULL};
     char id[RSDB_ID_SIZE];
     unsigned accepted = 0;

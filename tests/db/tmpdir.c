@@ -1,13 +1,17 @@
 /*
  * A temporary directory holding one test database (see tmpdir.h).
  */
+#define _GNU_SOURCE /* unshare */
 #include <dirent.h>
+#include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -86,4 +90,33 @@ rsdb *db_test_open(const char *path, rsdb_role role)
     if (rc != RSDB_OK)
         fail_msg("rsdb_open %s: %s: %s", path, rsdb_strerror(rc), err);
     return db;
+}
+
+size_t db_event_count(rsdb *db, const char *id)
+{
+    rsdb_event_list list;
+    assert_int_equal(rsdb_events_job(db, id, 0, RSDB_EVENTS_MAX, &list), RSDB_OK);
+    size_t n = list.count;
+    rsdb_event_list_clear(&list);
+    return n;
+}
+
+void db_private_mounts(void)
+{
+    int rc = geteuid() == 0 ? unshare(CLONE_NEWNS) : unshare(CLONE_NEWUSER | CLONE_NEWNS);
+    if (rc != 0)
+        fail_msg("unshare: %s (a private mount namespace is needed for the disk-full test)",
+                 strerror(errno));
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
+        fail_msg("making / private: %s", strerror(errno));
+}
+
+char *db_padded_request(size_t pad_bytes)
+{
+    char *req = malloc(pad_bytes + 32);
+    assert_non_null(req);
+    int n = snprintf(req, 32, "{\"trials\":1000,\"pad\":\"");
+    memset(req + n, 'x', pad_bytes);
+    memcpy(req + n + pad_bytes, "\"}", 3);
+    return req;
 }

@@ -1,9 +1,11 @@
 /*
- * A temporary directory holding one test database (shared by the db tests).
+ * What the db test binaries share: a temporary directory holding one test database, and a few
+ * helpers (opening, reading a value directly, counting events, big requests, a private mount
+ * namespace for the disk-full tests).
  *
  * Why this file exists: every db test binary works on real database files in a fresh
  * directory and must leave nothing behind, whatever SQLite created beside the file (-wal,
- * -shm, a rollback journal after a kill).
+ * -shm, a rollback journal after a kill), and the same small helpers should be written once.
  */
 #ifndef RISKSIM_TESTS_DB_TMPDIR_H
 #define RISKSIM_TESTS_DB_TMPDIR_H
@@ -36,5 +38,17 @@ rsdb *db_test_open(const char *path, rsdb_role role);
 /* Reads one integer with SQLite directly (read-only), as an independent check of the file;
  * fails the test when the query does not answer a row. */
 int64_t db_sql_int(const char *path, const char *sql);
+
+/* A request JSON of about pad_bytes bytes ({"trials":1000,"pad":"xxx..."}), to fill pages
+ * quickly; free it with free(). */
+char *db_padded_request(size_t pad_bytes);
+
+/* The number of events job id has (through the library); fails the test when it cannot read. */
+size_t db_event_count(rsdb *db, const char *id);
+
+/* Moves this process into a mount namespace of its own (as root, or through a user namespace
+ * otherwise), so that it can mount a small tmpfs that nobody else sees and that disappears with
+ * it (the disk-full tests). Fails the test when the system allows neither. */
+void db_private_mounts(void);
 
 #endif
