@@ -6,8 +6,8 @@
 # result JSON, 2 with the JSON pointer of an invalid field, 64 for bad options, 1 for unreadable
 # or oversized input, every node id in --summary, byte-identical results for 1 and 2 threads
 # (only durationMs may differ), 130 with "cancelled" after SIGINT or SIGTERM mid-run, and
-# `risksim db` / `risksim jobs` on a temporary database (migrate, stats, check, prune, list, and
-# exit 1 for an unknown job id).
+# `risksim db` / `risksim jobs` on a temporary database (migrate, stats, check, prune, backup,
+# list, and exit 1 for an unknown job id or an existing backup destination).
 #
 # Usage: test_cli.sh RISKSIM_BINARY SOURCE_DIR
 # Needs bash and python3. Prints one "ok"/"not ok" line per check; exits 1 if any failed.
@@ -34,26 +34,41 @@ cleanup() {
 trap cleanup EXIT
 
 failures=0
-ok() { echo "ok - $1"; }
+# A check is a `run` followed by conditions on its output and then `ok` (or `fail`). A run whose
+# exit code matched leaves its check pending until ok or fail settles it; a check still pending
+# at the next run, or at the end, had a condition that did not hold, and fails.
+pending=""
+ok() {
+    pending=""
+    echo "ok - $1"
+}
 fail() {
+    pending=""
     echo "not ok - $1"
     failures=$((failures + 1))
     if [ -s "$tmp/err" ]; then
         sed 's/^/#   stderr: /' "$tmp/err" | head -n 20
     fi
 }
+settle() {
+    if [ -n "$pending" ]; then
+        fail "$pending: the exit code was right, a check of its output was not"
+    fi
+}
 
 # run EXPECTED_EXIT NAME ARGS...: runs the binary (stdout to $tmp/out, stderr to $tmp/err) and
-# checks its exit code. Returns 0 when it matched.
+# checks its exit code. Returns 0 when it matched (the check then waits for ok or fail).
 run() {
     local want=$1 name=$2
     shift 2
+    settle
     "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
     local got=$?
     if [ "$got" -ne "$want" ]; then
         fail "$name (exit $got, expected $want)"
         return 1
     fi
+    pending=$name
     return 0
 }
 
@@ -280,9 +295,9 @@ done
 db="$tmp/jobs.db"
 run 1 "db stats on a missing file" db stats --db "$db" && [ ! -e "$db" ] &&
     grep -q 'jobs.db' "$tmp/err" && ok "db stats on a missing file: exit 1, file not created"
-run 0 "db migrate" db migrate --db "$db" && grep -q 'schema version 2$' "$tmp/out" && [ -f "$db" ] &&
+run 0 "db migrate" db migrate --db "$db" && grep -q 'schema version 3$' "$tmp/out" && [ -f "$db" ] &&
     ok "db migrate creates the file and prints the schema version"
-run 0 "db migrate again" db migrate --db "$db" && grep -q 'schema version 2$' "$tmp/out" &&
+run 0 "db migrate again" db migrate --db "$db" && grep -q 'schema version 3$' "$tmp/out" &&
     ok "db migrate of an up-to-date file"
 if run 0 "db stats" db stats --db "$db"; then
     if grep -q '^jobs queued: *0$' "$tmp/out" && grep -q '^queue depth: *0$' "$tmp/out" &&
@@ -294,6 +309,20 @@ if run 0 "db stats" db stats --db "$db"; then
     fi
 fi
 run 0 "db check" db check --db "$db" && grep -q ': ok: ' "$tmp/out" && ok "db check: ok"
+copy="$tmp/backup.db"
+run 0 "db backup" db backup --db "$db" --to "$copy" &&
+    grep -q "^$db: backed up to $copy (.* bytes, checked)\$" "$tmp/out" && [ -f "$copy" ] &&
+    [ ! -e "$copy-wal" ] && [ ! -e "$copy-journal" ] &&
+    ok "db backup: a new self-contained file, reported"
+run 0 "db check of the backup" db check --db "$copy" && grep -q ': ok: ' "$tmp/out" &&
+    ok "db check of the backup: ok"
+printf 'keep me\n' >"$tmp/taken.db"
+run 1 "db backup to an existing file" db backup --db "$db" --to "$tmp/taken.db" &&
+    grep -q 'already exists' "$tmp/err" && [ "$(cat "$tmp/taken.db")" = "keep me" ] &&
+    ok "db backup to an existing file: exit 1, file untouched"
+run 1 "db backup into a missing directory" db backup --db "$db" --to "$tmp/no-such-dir/b.db" &&
+    grep -q 'no-such-dir' "$tmp/err" && [ ! -e "$tmp/no-such-dir" ] &&
+    ok "db backup into a missing directory: exit 1"
 run 0 "db prune" db prune --db "$db" && grep -q '^pruned 0 ' "$tmp/out" && ok "db prune prints 0"
 run 0 "db prune --retention 0 --batch 10" db prune --db "$db" --retention 0 --batch 10 &&
     grep -q '^pruned 0 .* 0 s$' "$tmp/out" && ok "db prune --retention 0 --batch 10"
@@ -310,10 +339,12 @@ run 1 "jobs show malformed" jobs show --db "$db" not-an-id && ok "jobs show of a
 printf 'not a database, just text\n' >"$tmp/bad.db"
 run 1 "db check of a non-database" db check --db "$tmp/bad.db" && grep -q 'not a database' "$tmp/err" &&
     ok "db check of a non-database: exit 1 with the reason"
-run 0 "help db" help db && grep -q -- '--retention' "$tmp/out" && ok "help db"
+run 0 "help db" help db && grep -q -- '--retention' "$tmp/out" && grep -q -- '--to DEST' "$tmp/out" &&
+    ok "help db"
 run 0 "jobs --help" jobs --help && grep -q -- '--status' "$tmp/out" && ok "jobs --help"
 for args in "db" "db frobnicate --db $db" "db stats" "db stats --db" "db prune --db $db --batch 0" \
     "db prune --db $db --retention -1" "db stats --db $db --limit 3" "db stats --db $db extra" \
+    "db backup --db $db" "db backup --db $db --to" "db stats --db $db --to $tmp/x.db" \
     "jobs list --db $db --status done" "jobs list --db $db --limit 0" \
     "jobs list --db $db --limit 1001" "jobs show --db $db" "jobs cancel --db $db a b"; do
     # shellcheck disable=SC2086 # word splitting of $args is intended
@@ -322,6 +353,7 @@ for args in "db" "db frobnicate --db $db" "db stats" "db stats --db" "db prune -
     fi
 done
 
+settle
 if [ "$failures" -ne 0 ]; then
     echo "# $failures check(s) failed"
     exit 1
