@@ -10,7 +10,7 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite3
             libfcgi-dev libinih-dev libjwt-dev libssl-dev libwebsockets-dev lighttpd curl
             python3 python3-websockets)
-test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3
+test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3 groff-base
            apache2 spawn-fcgi python3-websockets wrk chromium)
 
 want=("${build_pkgs[@]}")
