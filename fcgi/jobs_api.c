@@ -275,7 +275,20 @@ static void respond_conflict(http_req *r)
  * POST /simulations/async (and POST /simulations with Prefer: respond-async)
  * ------------------------------------------------------------------------------------------- */
 
-/* Answers with the representation of job id (202, or what the caller says), Location set. */
+/* Sends job's representation with the given status and its Location. */
+static void respond_job_repr(app *a, http_req *r, const rsdb_job *job, int status)
+{
+    char location[600];
+    job_path(a, job->id, "", location, sizeof(location));
+    char headers[700];
+    snprintf(headers, sizeof(headers), "Location: %s\r\n", location);
+    json_object *o = job_repr(a, job);
+    http_respond_json(r, status, headers, o);
+    json_object_put(o);
+}
+
+/* Answers with the representation of job id as it is stored now (202, or what the caller
+ * says), Location set. */
 static void respond_job(app *a, conn *c, http_req *r, const char *id, int status)
 {
     rsdb_job *job = NULL;
@@ -284,14 +297,18 @@ static void respond_job(app *a, conn *c, http_req *r, const char *id, int status
         handle_db_error(a, r, err, "read job");
         return;
     }
-    char location[600];
-    job_path(a, id, "", location, sizeof(location));
-    char headers[700];
-    snprintf(headers, sizeof(headers), "Location: %s\r\n", location);
-    json_object *o = job_repr(a, job);
-    http_respond_json(r, status, headers, o);
-    json_object_put(o);
+    respond_job_repr(a, r, job, status);
     rsdb_job_free(job);
+}
+
+/* Answers 202 for a job just created by item: the job as committed, queued. Reading it back
+ * instead could show a later state, because an idle worker may claim (and a small job finish)
+ * between the commit and the read, and the acknowledgement promises "queued". */
+static void respond_created(app *a, http_req *r, const rsdb_create *item)
+{
+    rsdb_job job = {.state = RSDB_QUEUED, .trials = item->spec.trials, .created_ms = item->now_ms};
+    memcpy(job.id, item->id, sizeof(job.id));
+    respond_job_repr(a, r, &job, 202);
 }
 
 static void submit_async(app *a, conn *c, http_req *r, rs_model *model)
@@ -326,10 +343,13 @@ static void submit_async(app *a, conn *c, http_req *r, rs_model *model)
         handle_db_error(a, r, err, "enqueue");
         return;
     }
-    if (!item.existing)
-        rslog_job(RSLOG_INFO, item.id, "queued (%llu trials)",
-                  (unsigned long long)rs_model_trials(model));
-    respond_job(a, c, r, item.id, 202);
+    if (item.existing) {
+        respond_job(a, c, r, item.id, 202); /* a repeat: the job's current state */
+        return;
+    }
+    rslog_job(RSLOG_INFO, item.id, "queued (%llu trials)",
+              (unsigned long long)rs_model_trials(model));
+    respond_created(a, r, &item);
 }
 
 void handle_submit_async(app *a, conn *c, http_req *r)

@@ -566,6 +566,19 @@ class ApiTests(ApiCase):
         _, sync = self.run_sync(small_request(seed=21, trials=50000))
         self.assertEqual(result["nodes"], sync["nodes"])
 
+    def test_new_jobs_are_acknowledged_as_queued(self) -> None:
+        # Idle workers claim a tiny job within milliseconds of its commit, often before the
+        # answer is sent; the acknowledgement still says what was committed: queued.
+        ids = []
+        for seed in range(200):
+            resp = self.post("/simulations/async", small_request(seed=seed, trials=1))
+            ids.append(self.check_accepted(resp))
+            self.check(self.json_of(resp).get("status") == "queued", resp,
+                       "a new job is acknowledged in another state than queued")
+            self.check(self.json_of(resp).get("attempts") == 0, resp, "attempts is not 0")
+        for job_id in ids:
+            self.wait_job(job_id, ["completed"])
+
     def test_prefer_respond_async(self) -> None:
         for prefer in ("respond-async", "wait=10, respond-async", "RESPOND-ASYNC; x=1"):
             with self.subTest(prefer=prefer):
