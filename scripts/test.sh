@@ -36,16 +36,8 @@ for t in build/tests/engine_test_* build/tests/db_test_* build/tests/common_test
 done
 [ "$fails" -eq 0 ]
 
-step "fuzz targets (libFuzzer, ${RISKSIM_FUZZ_SECONDS:-60} s each)"
+step "fuzz targets (libFuzzer, ${RISKSIM_FUZZ_SECONDS:-60} s each, one per CPU at a time)"
 CC=clang bash scripts/build.sh build-fuzz -DRISKSIM_FUZZ=ON -DRISKSIM_BENCH=OFF
-for f in build-fuzz/tests/fuzz/fuzz_*; do
-  [ -x "$f" ] || continue
-  name=$(basename "$f")
-  corpus=tests/fuzz/corpus/${name#fuzz_}
-  work=$(mktemp -d)
-  cp -r "$corpus"/. "$work"/ 2>/dev/null || true
-  "$f" -max_total_time="${RISKSIM_FUZZ_SECONDS:-60}" -print_final_stats=1 "$work" 2>&1 | tail -n 3
-  rm -rf "$work"
-done
+bash tests/fuzz/run.sh build-fuzz "${RISKSIM_FUZZ_SECONDS:-60}"
 
 step "all tests passed"
