@@ -231,7 +231,8 @@ const char *rsdb_strerror(rsdb_err err)
     case RSDB_ENEWER:
         return "the database was created by a newer version of risksim";
     case RSDB_EOPEN:
-        return "the database file cannot be opened or written (missing, read-only or not permitted)";
+        return "the database file cannot be opened or written (missing, read-only or not "
+               "permitted)";
     case RSDB_ERANDOM:
         return "no random bytes are available for a job id";
     case RSDB_ESQL:
