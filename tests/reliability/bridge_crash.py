@@ -38,8 +38,8 @@ RLIMIT_NOFILE: the soft limit is raised to the hard limit here, and the web serv
 bridge inherit it (each client costs this process one descriptor, lighttpd two, the bridge
 one).
 
-Needs Debian's python3-websockets (hence /usr/bin/python3), scripts/serve.py and
-tests/integration/test_http.py and test_ws.py.
+Needs Debian's python3-websockets (hence /usr/bin/python3), relcommon.py, scripts/serve.py
+and tests/integration/test_http.py and test_ws.py.
 """
 
 from __future__ import annotations
@@ -52,22 +52,16 @@ import math
 import random
 import re
 import resource
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-
-import serve  # noqa: E402
-import test_http as http_suite  # noqa: E402  (its options)
-import test_ws as ws_suite  # noqa: E402  (its BridgeSite and connect())
+import relcommon  # (first: it puts scripts/ and tests/integration/ on sys.path)
+from relcommon import Failure, figure, note
+import serve
+import test_http as http_suite  # (its options)
+import test_ws as ws_suite  # (its BridgeSite and connect())
 
 websockets = ws_suite.websockets
 
@@ -87,18 +81,6 @@ APACHE_THREADS_PER_CHILD = 64
 APACHE_SPARE_THREADS = 128
 # Closes after which a client stops: the job ended, or the bridge refused it for good.
 FINAL_CODES = {1000, 4000, 1008, 1009, 4001, 4003, 4004}
-
-
-class Failure(Exception):
-    """A check failed: the message says which and why."""
-
-
-def figure(key: str, value: object) -> None:
-    print(f"FIGURE {key}={value}", flush=True)
-
-
-def note(text: str) -> None:
-    print(text, flush=True)
 
 
 def raise_nofile() -> int:
@@ -448,20 +430,9 @@ def check_all(crash: Crash) -> Tuple[Dict[str, int], List[str]]:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default=str(REPO / "build"), help="the CMake build directory")
-    ap.add_argument("--server", choices=("lighttpd", "apache"), default="lighttpd")
-    ap.add_argument("--long", action="store_true", help="1,000 clients, 3 kills")
-    ap.add_argument("--keep", action="store_true", help="keep the state directory")
-    ap.add_argument("--seed", type=int, default=None, help="random seed (kill moments, backoff)")
-    return ap.parse_args(argv)
-
-
 def run(args: argparse.Namespace, root: Path) -> None:
     form = LONG if args.long else SHORT
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    rng = random.Random(seed)
+    seed, rng = relcommon.random_seed(args)
     clients, kills = int(form["clients"]), int(form["kills"])  # type: ignore[arg-type]
     nofile = raise_nofile()
     if nofile < 2 * clients + 256:  # lighttpd: a client's socket and its proxy connection
@@ -471,7 +442,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
          f"{seed}, RLIMIT_NOFILE {nofile}, state {root}")
     site = Site("bridge-crash", overrides(clients, int(form["progress_ms"])), clients)
     site.start()
-    try:
+    with relcommon.stopped_on_error(site, "and"):
         rate = calibrate(site)
         trials = job_trials(rate, float(form["job_s"]))  # type: ignore[arg-type]
         note(f"calibration: {rate:.0f} trials/s on one thread; {JOBS} jobs of {trials} trials")
@@ -479,11 +450,6 @@ def run(args: argparse.Namespace, root: Path) -> None:
         crash = Crash(site, jobs, clients, rng)
         asyncio.run(crash.run(form["thresholds"]))  # type: ignore[arg-type]
         totals, problems = check_all(crash)
-    except BaseException as e:
-        found = site.stop()
-        if found:
-            raise Failure(f"{e}\nand:\n" + "\n".join(found)) from e
-        raise
     problems += site.stop()
     figure("clients", clients)
     figure("jobs", JOBS)
@@ -502,36 +468,10 @@ def run(args: argparse.Namespace, root: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    if ws_suite.WEBSOCKETS_MISSING is not None:
-        print(f"FAIL: websockets cannot be imported by {sys.executable} "
-              f"({ws_suite.WEBSOCKETS_MISSING}): use /usr/bin/python3 with python3-websockets")
-        return 1
-    build = Path(args.build).resolve()
-    for binary in ("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge"):
-        if not (build / binary).exists():
-            print(f"FAIL: {build / binary} is missing: build first")
-            return 1
-    root = Path(tempfile.mkdtemp(prefix=f"risksim-bridge-crash-{args.server}-"))
-    os.chmod(root, 0o755)  # Apache's children (www-data) must reach the sockets in it
-    http_suite.OPTIONS.update(server=args.server, build=build, keep=args.keep, state_root=root)
-    started = time.monotonic()
-    ok = False
-    try:
-        run(args, root)
-        ok = True
-    except (Failure, serve.ServeError, AssertionError) as e:
-        print(f"FAIL: {e}", flush=True)
-    except Exception:  # noqa: BLE001 - a bug of this program is a failure too, with its trace
-        traceback.print_exc()
-        print("FAIL: unexpected exception (above)", flush=True)
-    note(f"bridge_crash: {time.monotonic() - started:.1f} s; state in {root}"
-         + ("" if (args.keep or not ok) else " (removed)"))
-    if ok and not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
-    if ok:
-        print("PASS", flush=True)
-    return 0 if ok else 1
+    args = relcommon.parser(__doc__, "1,000 clients, 3 kills",
+                            seed_help="random seed (kill moments, backoff)").parse_args(argv)
+    return relcommon.run_main("bridge_crash", args, run, needs_websockets=True,
+                              binaries=("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge"))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ A place where SQL must be built with data and cannot be bound (SQLite does not b
 value of some PRAGMAs) would go into ALLOW_LIST below, with its justification. It is empty:
 there is no such place today.
 
-Python 3 standard library only.
+Python 3 standard library only (and relcommon.py beside it, for its output).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from relcommon import REPO, fail, figure
 SCANNED_DIRS = ("db", "fcgi", "wsbridge", "cli", "common", "engine")
 
 # Functions whose argument number N (0-based) is SQL text that SQLite compiles.
@@ -125,6 +125,11 @@ class Source:
 _PUNCT3 = ("<<=", ">>=", "...", "->*")
 _PUNCT2 = ("->", "++", "--", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=",
            "/=", "%=", "&=", "^=", "|=", "##", "::")
+# Token kinds other than punctuators: how a literal starts (with its prefix) and the quote that
+# ends it; the whole of an identifier or a number.
+_LITERALS = (("str", re.compile(r"(u8|[uUL])?\""), '"'), ("chr", re.compile(r"[uUL]?'"), "'"))
+_WORDS = (("id", re.compile(r"[A-Za-z_]\w*")),
+          ("num", re.compile(r"\.?\d(?:[eEpP][-+]|[\w.])*")))
 
 
 def _skip_string(text: str, i: int, quote: str) -> int:
@@ -139,6 +144,20 @@ def _skip_string(text: str, i: int, quote: str) -> int:
             return i + 1
         i += 1
     return i
+
+
+def _token_at(text: str, i: int) -> Optional[Tuple[str, int]]:
+    """(kind, end) of the string or character literal, identifier or number that starts at
+    text[i]; None when a punctuator starts there."""
+    for kind, start, quote in _LITERALS:
+        m = start.match(text, i)
+        if m:
+            return kind, _skip_string(text, m.end() - 1, quote)
+    for kind, pattern in _WORDS:
+        m = pattern.match(text, i)
+        if m:
+            return kind, m.end()
+    return None
 
 
 def tokenize(text: str, directives_allowed: bool = True
@@ -208,27 +227,11 @@ def tokenize(text: str, directives_allowed: bool = True
             i = j
             continue
         at_line_start = False
-        m = re.match(r"(u8|[uUL])?\"", text[i:i + 3])
-        if m:
-            k = _skip_string(text, i + len(m.group(0)) - 1, '"')
-            toks.append(Tok("str", text[i:k], line))
-            i = k
-            continue
-        m = re.match(r"[uUL]?'", text[i:i + 2])
-        if m:
-            k = _skip_string(text, i + len(m.group(0)) - 1, "'")
-            toks.append(Tok("chr", text[i:k], line))
-            i = k
-            continue
-        m = re.compile(r"[A-Za-z_]\w*").match(text, i)
-        if m:
-            toks.append(Tok("id", m.group(0), line))
-            i = m.end()
-            continue
-        m = re.compile(r"\.?\d(?:[eEpP][-+]|[\w.])*").match(text, i)
-        if m:
-            toks.append(Tok("num", m.group(0), line))
-            i = m.end()
+        found = _token_at(text, i)
+        if found:
+            kind, end = found
+            toks.append(Tok(kind, text[i:end], line))
+            i = end
             continue
         for p in _PUNCT3 + _PUNCT2:
             if text.startswith(p, i):
@@ -282,6 +285,22 @@ def match_close(toks: Sequence[Tok], i: int) -> int:
             if depth == 0:
                 return j
     return len(toks)
+
+
+def match_open(toks: Sequence[Tok], i: int) -> int:
+    """Index of the bracket opening the one that closes at toks[i] (or -1)."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    closing = toks[i].text
+    opening = pairs[closing]
+    depth = 0
+    for j in range(i, -1, -1):
+        if toks[j].text == closing:
+            depth += 1
+        elif toks[j].text == opening:
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
 
 
 def split_top(toks: Sequence[Tok], sep: str = ",") -> List[List[Tok]]:
@@ -345,17 +364,7 @@ def find_functions(toks: List[Tok]) -> List[Function]:
         if t.kind == "punct" and t.text == "{" and depth == 0:
             if i > 0 and toks[i - 1].text == ")":
                 close = i - 1
-                # find the matching "(" backwards
-                d = 0
-                j = close
-                while j >= 0:
-                    if toks[j].text == ")":
-                        d += 1
-                    elif toks[j].text == "(":
-                        d -= 1
-                        if d == 0:
-                            break
-                    j -= 1
+                j = match_open(toks, close)
                 if j > 0 and toks[j - 1].kind == "id":
                     params = [param_name(p) for p in split_top(toks[j + 1:close])]
                     decl = toks[stmt_start:j - 1]
@@ -461,19 +470,8 @@ def find_constants(src: Source) -> List[Constant]:
 def _declared_name(decl: List[Tok]) -> Optional[int]:
     """Index of the name in a declarator such as `static const char *const NAME[N]`."""
     k = len(decl) - 1
-    if k >= 0 and decl[k].text == "]":
-        d = 0
-        while k >= 0:
-            if decl[k].text == "]":
-                d += 1
-            elif decl[k].text == "[":
-                d -= 1
-                if d == 0:
-                    k -= 1
-                    if k >= 0 and decl[k].text == "]":
-                        continue
-                    break
-            k -= 1
+    while k >= 0 and decl[k].text == "]":  # over each [N] back to the name
+        k = match_open(decl, k) - 1
     if k >= 0 and decl[k].kind == "id":
         return k
     return None
@@ -851,8 +849,7 @@ def scanned_files(root: Path) -> List[Path]:
 def check_tree(root: Path, verbose: bool) -> int:
     files = scanned_files(root)
     if not files:
-        print(f"FAIL: no C sources under {', '.join(SCANNED_DIRS)} of {root}")
-        return 1
+        return fail(f"no C sources under {', '.join(SCANNED_DIRS)} of {root}")
     sources = [load_source(str(p.relative_to(root)), p.read_text("utf-8", "replace"))
                for p in files]
     checker = Checker(sources)
@@ -862,18 +859,16 @@ def check_tree(root: Path, verbose: bool) -> int:
             print("  SQL: " + re.sub(r"\s+", " ", text)[:110])
     for file, line, msg in checker.violations:
         print(f"{file}:{line}: {msg}")
-    print(f"FIGURE files_scanned={len(files)}")
-    print(f"FIGURE call_sites={checker.call_sites}")
-    print(f"FIGURE statements={checker.statements}")
-    print(f"FIGURE distinct_sql_texts={len(checker.sql_texts)}")
-    print(f"FIGURE allow_listed={len(ALLOW_LIST)}")
-    print(f"FIGURE violations={len(checker.violations)}")
+    figure("files_scanned", len(files))
+    figure("call_sites", checker.call_sites)
+    figure("statements", checker.statements)
+    figure("distinct_sql_texts", len(checker.sql_texts))
+    figure("allow_listed", len(ALLOW_LIST))
+    figure("violations", len(checker.violations))
     if checker.violations:
-        print(f"FAIL: {len(checker.violations)} place(s) build SQL text with data (above)")
-        return 1
+        return fail(f"{len(checker.violations)} place(s) build SQL text with data (above)")
     if checker.statements == 0:
-        print("FAIL: no SQL statement found at all; the checker no longer sees the code")
-        return 1
+        return fail("no SQL statement found at all; the checker no longer sees the code")
     print("PASS")
     return 0
 
@@ -1009,13 +1004,12 @@ def self_test() -> int:
             for _, line, msg in checker.violations:
                 print(f"      line {line}: {msg}")
     caught = sum(1 for _, _, e in SELF_TEST_CASES if e > 0)
-    print(f"FIGURE self_test_cases={len(SELF_TEST_CASES)}")
-    print(f"FIGURE must_be_caught={caught}")
-    print(f"FIGURE must_pass={len(SELF_TEST_CASES) - caught}")
-    print(f"FIGURE wrong_verdicts={wrong}")
+    figure("self_test_cases", len(SELF_TEST_CASES))
+    figure("must_be_caught", caught)
+    figure("must_pass", len(SELF_TEST_CASES) - caught)
+    figure("wrong_verdicts", wrong)
     if wrong:
-        print(f"FAIL: {wrong} wrong verdict(s) of the checker")
-        return 1
+        return fail(f"{wrong} wrong verdict(s) of the checker")
     print("PASS")
     return 0
 

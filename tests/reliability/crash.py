@@ -26,7 +26,8 @@ random seed is printed; --seed repeats a run). Prints `FIGURE key=value` lines a
 PASS (exit 0) or FAIL and the reason (exit 1). State goes to a temporary directory, removed
 unless --keep or on failure. Timeouts only guard against hangs; nothing asserts a duration.
 
-Python 3 standard library, scripts/serve.py and tests/integration/test_http.py (its Site).
+Python 3 standard library, relcommon.py (the frame shared with the other programs here),
+scripts/serve.py and tests/integration/test_http.py (its Site).
 """
 
 from __future__ import annotations
@@ -37,24 +38,16 @@ import copy
 import json
 import os
 import random
-import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-
-import serve  # noqa: E402
-import test_http as http_suite  # noqa: E402  (its Site, its requests and its options)
+import relcommon  # (first: it puts scripts/ and tests/integration/ on sys.path)
+from relcommon import REPO, Failure, db_query, figure, note
+import serve
+import test_http as http_suite  # (its Site, its requests and its options)
 
 JOBS = 100
 PROCS = 2
@@ -65,18 +58,6 @@ LONG = {"trials": (1_000_000, 2_500_000), "rounds": 5}
 WAIT_S = 600.0
 FINAL = ("completed", "failed", "cancelled")
 ENTERPRISE = json.loads((REPO / "examples" / "enterprise.json").read_text())
-
-
-class Failure(Exception):
-    """A check failed: the message says which and why."""
-
-
-def figure(key: str, value: object) -> None:
-    print(f"FIGURE {key}={value}", flush=True)
-
-
-def note(text: str) -> None:
-    print(text, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,20 +193,8 @@ VARIABLE = ("id", "durationMs")
 
 def db_rows(db: Path) -> Dict[str, Tuple[str, Optional[str], int]]:
     """{job id: (state, lease_owner, attempts)} read straight from the SQLite file."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return {r[0]: (r[1], r[2], r[3]) for r in
-                con.execute("SELECT id, state, lease_owner, attempts FROM jobs")}
-    finally:
-        con.close()
-
-
-def db_query(db: Path, sql: str) -> List[Tuple[Any, ...]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    return {r[0]: (r[1], r[2], r[3]) for r in
+            db_query(db, "SELECT id, state, lease_owner, attempts FROM jobs")}
 
 
 def owner_pid(owner: Optional[str]) -> Optional[int]:
@@ -239,12 +208,8 @@ def owner_pid(owner: Optional[str]) -> Optional[int]:
 def running_with_progress(db: Path, ids: Set[str]) -> int:
     """How many of ids are running and have written progress (trials_done > 0)."""
     marks = ",".join("?" * len(ids))
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return con.execute(f"SELECT count(*) FROM jobs WHERE state = 'running' AND trials_done > 0"
-                           f" AND id IN ({marks})", sorted(ids)).fetchone()[0]
-    finally:
-        con.close()
+    return db_query(db, f"SELECT count(*) FROM jobs WHERE state = 'running' AND trials_done > 0"
+                        f" AND id IN ({marks})", sorted(ids))[0][0]
 
 
 def finished_count(db: Path, ids: Set[str]) -> int:
@@ -446,11 +411,9 @@ def check_store(build: Path, db: Path, expected: Set[str]) -> List[str]:
                          "GROUP BY job_id HAVING count(*) > 1")
     if twice:
         problems.append(f"jobs with more than one complete event in the store: {twice[:5]}")
-    cli = build / "cli" / "risksim"
-    r = subprocess.run([str(cli), "db", "check", "--db", str(db)], capture_output=True,
-                       text=True, timeout=WAIT_S)
-    if r.returncode != 0:
-        problems.append(f"risksim db check failed ({r.returncode}): {r.stdout}{r.stderr}")
+    code, out = relcommon.db_check(build, db)
+    if code != 0:
+        problems.append(f"risksim db check failed ({code}): {out}")
     return problems
 
 
@@ -468,20 +431,9 @@ def tally(found: Sequence[Dict[str, object]]) -> Dict[str, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default=str(REPO / "build"), help="the CMake build directory")
-    ap.add_argument("--server", choices=("lighttpd", "apache"), default="lighttpd")
-    ap.add_argument("--long", action="store_true", help="larger jobs, 5 kill rounds")
-    ap.add_argument("--keep", action="store_true", help="keep the state directory")
-    ap.add_argument("--seed", type=int, default=None, help="random seed (kill moments, trials)")
-    return ap.parse_args(argv)
-
-
 def run(args: argparse.Namespace, root: Path) -> None:
     form = LONG if args.long else SHORT
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    rng = random.Random(seed)
+    seed, rng = relcommon.random_seed(args)
     note(f"crash: {args.server}, {'long' if args.long else 'short'} form, random seed {seed}, "
          f"state {root}")
     bodies = job_requests(rng, form["trials"])  # type: ignore[arg-type]
@@ -489,7 +441,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
     site = http_suite.Site("crash", overrides(form["trials"][1], rounds),  # type: ignore
                            fcgi_procs=PROCS)
     site.start()
-    try:
+    with relcommon.stopped_on_error(site, "and sanitizer reports"):
         assert site.state_dir is not None
         db = site.state_dir / "risksim.db"
         api = Api(site)
@@ -500,11 +452,6 @@ def run(args: argparse.Namespace, root: Path) -> None:
         found = [check_job(api, i, ref, i in interrupted) for i, (ref, _) in zip(ids, references)]
         store_problems = check_store(Path(args.build), db,
                                      set(ids) | {sync_id for _, sync_id in references})
-    except BaseException as e:
-        findings = site.stop()
-        if findings:
-            raise Failure(f"{e}\nand sanitizer reports:\n" + "\n".join(findings)) from e
-        raise
     findings = site.stop()
     counts = tally(found)
     figure("jobs", len(ids))
@@ -523,33 +470,10 @@ def run(args: argparse.Namespace, root: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    build = Path(args.build).resolve()
-    args.build = str(build)
-    for binary in ("fcgi/risksim-fcgi", "cli/risksim"):
-        if not (build / binary).exists():
-            print(f"FAIL: {build / binary} is missing: build first", file=sys.stderr)
-            return 1
-    root = Path(tempfile.mkdtemp(prefix=f"risksim-crash-{args.server}-"))
-    os.chmod(root, 0o755)  # Apache's children (www-data) must reach the sockets in it
-    http_suite.OPTIONS.update(server=args.server, build=build, keep=args.keep, state_root=root)
-    started = time.monotonic()
-    ok = False
-    try:
-        run(args, root)
-        ok = True
-    except (Failure, serve.ServeError, AssertionError) as e:
-        print(f"FAIL: {e}", flush=True)
-    except Exception:  # noqa: BLE001 - a bug of this program is a failure too, with its trace
-        traceback.print_exc()
-        print("FAIL: unexpected exception (above)", flush=True)
-    note(f"crash: {time.monotonic() - started:.1f} s; state in {root}"
-         + ("" if (args.keep or not ok) else " (removed)"))
-    if ok and not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
-    if ok:
-        print("PASS", flush=True)
-    return 0 if ok else 1
+    args = relcommon.parser(__doc__, "larger jobs, 5 kill rounds",
+                            seed_help="random seed (kill moments, trials)").parse_args(argv)
+    return relcommon.run_main("crash", args, run,
+                              binaries=("fcgi/risksim-fcgi", "cli/risksim"))
 
 
 if __name__ == "__main__":

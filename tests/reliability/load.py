@@ -88,7 +88,7 @@ result with its events, far below that). A WAL at or over this bound means that 
 maintenance thread nor SQLite's own backstop kept it down. The maximum, and its minimum/maximum
 per third, are printed; at half capacity it is expected to stay within a few MiB.
 
-Python 3 standard library and Debian's python3-websockets (hence /usr/bin/python3).
+Python 3 standard library, Debian's python3-websockets (hence /usr/bin/python3) and relcommon.py.
 """
 
 from __future__ import annotations
@@ -102,9 +102,8 @@ import os
 import random
 import re
 import resource
-import shutil
-import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -112,22 +111,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+import relcommon  # (first: it puts scripts/ and tests/integration/ on sys.path)
+from relcommon import REPO, Failure, figure
+import serve  # (scripts/serve.py)
+import test_ws as ws_suite  # (its BridgeSite)
 
-import serve  # noqa: E402  (scripts/serve.py)
-import test_http as http_suite  # noqa: E402  (its OPTIONS and Site)
-import test_ws as ws_suite  # noqa: E402  (its BridgeSite)
-
-try:
-    import websockets
-    import websockets.exceptions
-    WEBSOCKETS_MISSING: Optional[str] = None
-except ImportError as import_error:
-    websockets = None  # type: ignore[assignment]
-    WEBSOCKETS_MISSING = str(import_error)
+websockets = ws_suite.websockets  # None without the library: main() reports that
 
 Msg = Dict[str, Any]
 
@@ -268,14 +257,8 @@ def wal_bound(db_path: Path) -> int:
             + WAL_SLACK_BYTES)
 
 
-def figure(key: str, value: object) -> None:
-    if isinstance(value, float):
-        value = f"{value:.1f}"
-    print(f"FIGURE {key}={value}", flush=True)
-
-
 def note(text: str) -> None:
-    print(f"load: {text}", flush=True)
+    relcommon.note(f"load: {text}")
 
 
 def brief(obj: object, limit: int = 240) -> str:
@@ -573,6 +556,13 @@ class Run:
             self.ledger.error(f"{kind}: not JSON", f"{e}: {answer.body[:200]!r}")
             return None
 
+    async def call_json(self, kind: str, method: str, path: str, expect: int,
+                        body: Optional[bytes] = None) -> Tuple[Optional[Answer], Optional[Any]]:
+        """call() and parse(): (the answer, its JSON); the JSON is None when there is no
+        good answer or it is not JSON (the error is recorded)."""
+        answer = await self.call(kind, method, path, expect, body)
+        return answer, (self.parse(kind, answer) if answer is not None else None)
+
 
 # --------------------------------------------------------------------------------------------
 # The operations
@@ -580,11 +570,8 @@ class Run:
 
 async def op_sync(run: Run) -> bool:
     body, trials, seed = run.mix.request(SYNC_TRIALS, "sync")
-    answer = await run.call("sync", "POST", "/simulations", 200, body)
-    if answer is None:
-        return False
-    result = run.parse("sync", answer)
-    if result is None:
+    answer, result = await run.call_json("sync", "POST", "/simulations", 200, body)
+    if answer is None or result is None:
         return False
     job_id = result.get("id")
     location = answer.headers.get("location", "")
@@ -607,10 +594,7 @@ async def op_get(run: Run) -> bool:
     if not run.ledger.recent:
         return await op_sync(run)
     job_id, expected = run.mix.rng.choice(run.ledger.recent)
-    answer = await run.call("get", "GET", f"/simulations/{job_id}", 200)
-    if answer is None:
-        return False
-    job = run.parse("get", answer)
+    _, job = await run.call_json("get", "GET", f"/simulations/{job_id}", 200)
     if job is None:
         return False
     result = job.get("result")
@@ -625,10 +609,7 @@ async def op_get(run: Run) -> bool:
 async def submit(run: Run, label: str) -> Optional[Tuple[str, int]]:
     """POST /simulations/async; (job id, trials) once accepted."""
     body, trials, _ = run.mix.request(ASYNC_TRIALS, label)
-    answer = await run.call("async submit", "POST", "/simulations/async", 202, body)
-    if answer is None:
-        return None
-    doc = run.parse("async submit", answer)
+    _, doc = await run.call_json("async submit", "POST", "/simulations/async", 202, body)
     if doc is None:
         return None
     job_id = doc.get("id") if isinstance(doc, dict) else None
@@ -661,12 +642,10 @@ async def op_poll(run: Run) -> bool:
             run.ledger.error("poll: no end", f"{job_id}: no terminal event within "
                              f"{STREAM_GUARD_S:g} s; got {[e.get('type') for e in events]}")
             return False
-        answer = await run.call("events poll", "GET", f"/simulations/{job_id}/events?after={after}"
-                                f"&wait={LONG_POLL_WAIT_S}", 200)
-        if answer is None:
-            return False
-        doc = run.parse("events poll", answer)
-        if doc is None:
+        answer, doc = await run.call_json(
+            "events poll", "GET", f"/simulations/{job_id}/events?after={after}"
+            f"&wait={LONG_POLL_WAIT_S}", 200)
+        if answer is None or doc is None:
             return False
         got = doc.get("events") or []
         if got and run.inject_once("dup-event"):
@@ -773,11 +752,8 @@ async def all_events(run: Run, job_id: str) -> Optional[List[Msg]]:
     out: List[Msg] = []
     after = 0
     while True:
-        answer = await run.call("events all", "GET", f"/simulations/{job_id}/events?after={after}",
-                                200)
-        if answer is None:
-            return None
-        doc = run.parse("events all", answer)
+        _, doc = await run.call_json("events all", "GET",
+                                     f"/simulations/{job_id}/events?after={after}", 200)
         if doc is None:
             return None
         page = doc.get("events") or []
@@ -792,8 +768,7 @@ async def account(run: Run, job_id: str, trials: int, received: List[Msg], how: 
     well formed and exactly the job's events, and the job's result is fetchable and is the one
     its complete event carried."""
     problems = sequence_problems(job_id, received, trials)
-    answer = await run.call("job get", "GET", f"/simulations/{job_id}", 200)
-    job = run.parse("job get", answer) if answer is not None else None
+    _, job = await run.call_json("job get", "GET", f"/simulations/{job_id}", 200)
     listed = await all_events(run, job_id)
     if job is None or listed is None:
         return False  # the error is recorded
@@ -1065,8 +1040,7 @@ async def list_jobs(run: Run) -> Optional[Dict[str, str]]:
     jobs: Dict[str, str] = {}
     path = "/simulations?limit=1000"
     while True:
-        answer = await run.call("list", "GET", path, 200)
-        doc = run.parse("list", answer) if answer is not None else None
+        _, doc = await run.call_json("list", "GET", path, 200)
         if doc is None:
             return None
         for job in doc.get("jobs", []):
@@ -1128,13 +1102,8 @@ async def accounting(run: Run) -> List[str]:
 def db_accounting(db_path: Path, expected: Set[str]) -> List[str]:
     """The same count straight from the SQLite file, once every daemon has stopped: its jobs
     are exactly the jobs submitted, all completed."""
-    import sqlite3
     try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = dict(con.execute("SELECT id, state FROM jobs").fetchall())
-        finally:
-            con.close()
+        rows = dict(relcommon.db_query(db_path, "SELECT id, state FROM jobs"))
     except sqlite3.Error as e:
         return [f"the job store could not be read after the stop: {e}"]
     figure("jobs_in_db", len(rows))
@@ -1149,9 +1118,8 @@ def db_accounting(db_path: Path, expected: Set[str]) -> List[str]:
     return failures
 
 
-def start_site(server: str, state_root: Path, build: Path, fcgi_procs: int
-               ) -> ws_suite.BridgeSite:
-    http_suite.OPTIONS.update(server=server, build=build, keep=True, state_root=state_root)
+def start_site(fcgi_procs: int) -> ws_suite.BridgeSite:
+    """The site, in the state directory that run_main() gave test_http.OPTIONS."""
     site = ws_suite.BridgeSite("load", dict(SERVER_OVERRIDES), fcgi_procs)
     return site.start()
 
@@ -1273,13 +1241,12 @@ def print_errors(led: Ledger) -> List[str]:
     return failures
 
 
-def main_load(args: argparse.Namespace) -> int:
+def main_load(args: argparse.Namespace, root: Path) -> None:
+    """The run: calibration, steady load, the checks; raises Failure with every failure."""
     timing = dict(LONG if args.long else SHORT)
     if args.duration is not None:
         timing["steady_s"] = float(args.duration)
-    build = Path(args.build).resolve()
-    root = Path(tempfile.mkdtemp(prefix="risksim-load-"))
-    os.chmod(root, 0o755)  # Apache's children (www-data when run as root) reach the sockets
+    build = Path(args.build)
     note(f"{args.server}, build {build}, state {root}, seed {args.seed}, "
          f"calibration {timing['calibrate_s']:g} s, steady {timing['steady_s']:g} s"
          + (f", injecting: {INJECTIONS[args.inject]}" if args.inject else ""))
@@ -1289,7 +1256,7 @@ def main_load(args: argparse.Namespace) -> int:
     led = Ledger()
     loaded = False
     try:
-        site = start_site(args.server, root, build, args.fcgi_procs)
+        site = start_site(args.fcgi_procs)
         assert site.web is not None
         run = Run(site.web.port, site.web.ws_url, Mix(args.seed), led, args.inject)
         failures, _ = asyncio.run(load(run, site, args, timing))
@@ -1312,15 +1279,8 @@ def main_load(args: argparse.Namespace) -> int:
                 failures += db_accounting(site.state_dir / "risksim.db",
                                           led.sync_ids | led.async_submitted)
         figure("run_s", now() - started)
-        if args.keep or failures:
-            note(f"state and logs kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     if failures:
-        print("FAIL: " + "\n      ".join(failures), flush=True)
-        return 1
-    print("PASS", flush=True)
-    return 0
+        raise Failure("\n      ".join(failures))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1437,15 +1397,11 @@ def main_measure_generator(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=str(REPO / "build"), help="the CMake build directory")
-    ap.add_argument("--server", choices=("lighttpd", "apache"), default="lighttpd")
-    ap.add_argument("--long", action="store_true",
-                    help="the long form: 30 s of calibration, 600 s of steady load")
+    ap = relcommon.parser(__doc__, "the long form: 30 s of calibration, 600 s of steady load",
+                          keep_help="keep the state directory and logs",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=None,
                     help="seconds of steady load (default 30, or 600 with --long)")
-    ap.add_argument("--keep", action="store_true", help="keep the state directory and logs")
     ap.add_argument("--seed", type=int, default=1, help="seed of the mix (default 1)")
     ap.add_argument("--fcgi-procs", type=int, default=1,
                     help="responder processes (default 1, as shipped)")
@@ -1456,27 +1412,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.duration is not None and args.duration < 5:
         ap.error("--duration must be at least 5 seconds")
-    if WEBSOCKETS_MISSING is not None:
-        print(f"load: the websockets library cannot be imported by {sys.executable} "
-              f"({WEBSOCKETS_MISSING}): run with /usr/bin/python3 and Debian's "
-              "python3-websockets (bash scripts/deps.sh test)", file=sys.stderr)
-        return 1
-    build = Path(args.build).resolve()
     if args.measure_generator:
-        return main_measure_generator(args)
-    for binary in ("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge"):
-        if not (build / binary).exists():
-            print(f"load: {build / binary} is missing: build first", file=sys.stderr)
-            return 1
-    server_bin = "lighttpd" if args.server == "lighttpd" else "apache2"
-    if shutil.which(server_bin) is None:
-        print(f"load: {server_bin} not installed (bash scripts/deps.sh test)", file=sys.stderr)
-        return 1
+        missing = relcommon.missing_prerequisite(Path(args.build), needs_websockets=True)
+        return relcommon.fail(missing) if missing else main_measure_generator(args)
 
     def terminate(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, terminate)
-    return main_load(args)
+    return relcommon.run_main(
+        "load", args, main_load, needs_websockets=True,
+        binaries=("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge"),
+        programs=(relcommon.web_server_program(args.server),), on_sigterm=terminate)
 
 
 if __name__ == "__main__":

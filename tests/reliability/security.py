@@ -58,12 +58,9 @@ import hmac
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -71,20 +68,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+import relcommon  # (first: it puts scripts/ and tests/integration/ on sys.path)
+from relcommon import REPO, Tally
+import httpclient
+import serve
+import test_http as http_suite
+import test_ws as ws_suite
 
-import httpclient  # noqa: E402
-import serve  # noqa: E402
-import test_http as http_suite  # noqa: E402
-import test_ws as ws_suite  # noqa: E402
-
-try:
-    import websockets.exceptions
-except ImportError:  # reported by prerequisites()
-    pass
+websockets = ws_suite.websockets  # None without the library: run_main() reports that
 
 SECRET = http_suite.SECRET  # so that test_http.tokens() makes tokens for this site
 # The site: jobs stay queued (no workers), small caps to reach.
@@ -157,28 +148,6 @@ def bad_tokens(job_id: str) -> Dict[str, Optional[str]]:
 
 def bearer(token: Optional[str]) -> Dict[str, str]:
     return {} if token is None else {"Authorization": "Bearer " + token}
-
-
-# ------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class Tally:
-    """What was checked (printed as FIGURE lines) and what failed."""
-    figures: Dict[str, int] = field(default_factory=dict)
-    failures: List[str] = field(default_factory=list)
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.figures[key] = self.figures.get(key, 0) + n
-
-    def fail(self, msg: str) -> None:
-        self.failures.append(msg)
-
-    def check(self, cond: object, msg: str) -> bool:
-        if not cond:
-            self.fail(msg)
-        return bool(cond)
 
 
 # ------------------------------------------------------------------------------------------
@@ -376,19 +345,20 @@ class HttpSweep:
             raise SweepError(f"reading job {job_id} as admin failed\n" + resp.describe())
         return str(resp.json()["status"])  # type: ignore[index]
 
-    def sync_job(self, seed: int) -> str:
+    def new_job(self, path: str, expect: int, what: str, seed: int) -> str:
+        """The id of a job made as admin by POST path of a small request (seed, 2,000
+        trials); SweepError("<what> as admin failed") unless the answer is expect."""
         body = json.dumps(http_suite.small_request(seed=seed, trials=2000)).encode()
-        resp = self.request("POST", "/simulations", self.admin(), body)
-        if resp.status != 200:
-            raise SweepError("a synchronous run as admin failed\n" + resp.describe())
+        resp = self.request("POST", path, self.admin(), body)
+        if resp.status != expect:
+            raise SweepError(f"{what} as admin failed\n" + resp.describe())
         return str(resp.json()["id"])  # type: ignore[index]
 
+    def sync_job(self, seed: int) -> str:
+        return self.new_job("/simulations", 200, "a synchronous run", seed)
+
     def queued_job(self, seed: int) -> str:
-        body = json.dumps(http_suite.small_request(seed=seed, trials=2000)).encode()
-        resp = self.request("POST", "/simulations/async", self.admin(), body)
-        if resp.status != 202:
-            raise SweepError("an async submission as admin failed\n" + resp.describe())
-        return str(resp.json()["id"])  # type: ignore[index]
+        return self.new_job("/simulations/async", 202, "an async submission", seed)
 
     def last_seq(self, job_id: str) -> int:
         resp = self.request("GET", f"/simulations/{job_id}/events?after=0", self.admin())
@@ -845,38 +815,11 @@ def sweep(site: ws_suite.BridgeSite, tally: Tally, long_form: bool) -> None:
         print(f"  {name}: done ({time.monotonic() - t0:.1f} s)", flush=True)
 
 
-def prerequisites(build: Path, server: str) -> Optional[str]:
-    if ws_suite.WEBSOCKETS_MISSING is not None:
-        return (f"the websockets library cannot be imported by {sys.executable} "
-                f"({ws_suite.WEBSOCKETS_MISSING}): use /usr/bin/python3 with python3-websockets")
-    for binary in ("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge"):
-        if not (build / binary).exists():
-            return f"{build / binary} is missing: build first"
-    for prog in ("curl", "lighttpd" if server == "lighttpd" else "apache2"):
-        if shutil.which(prog) is None:
-            return f"{prog} is not installed (bash scripts/deps.sh test)"
-    return None
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default=str(REPO / "build"), help="the CMake build directory")
-    ap.add_argument("--server", choices=("lighttpd", "apache"), default="lighttpd")
-    ap.add_argument("--long", action="store_true", help="the fuller matrix")
-    ap.add_argument("--keep", action="store_true", help="keep the state directory")
-    args = ap.parse_args(argv)
-    build = Path(args.build).resolve()
-    missing = prerequisites(build, args.server)
-    if missing:
-        print(f"FAIL: {missing}")
-        return 1
-    # SIGTERM (a test runner's timeout) unwinds like Ctrl-C: every daemon started is stopped
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    root = Path(tempfile.mkdtemp(prefix=f"risksim-security-{args.server}-"))
-    os.chmod(root, 0o755)  # Apache's children (www-data) must reach the sockets in it
-    http_suite.OPTIONS.update(server=args.server, build=build, keep=args.keep, state_root=root)
+def run_sweep(args: argparse.Namespace, root: Path) -> None:
+    """Where the daemons listen, then the sweep on a site of its own, then the figures; raises
+    Failure if a check failed."""
+    build = Path(args.build)
     tally = Tally()
-    started = time.monotonic()
     print(f"security sweep: {args.server}, build {build}, state {root}", flush=True)
     try:
         check_listen_settings(build, tally)
@@ -891,24 +834,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 tally.fail(problem)
     except (AssertionError, serve.ServeError, OSError, subprocess.SubprocessError) as e:
         tally.fail(f"{type(e).__name__}: {e}")
-    for key in sorted(tally.figures):
-        print(f"FIGURE {key}={tally.figures[key]}")
-    refusals = sum(v for k, v in tally.figures.items()
+    refusals = sum(int(v) for k, v in tally.figures.items()  # type: ignore[call-overload]
                    if k.endswith("_checked") and ("40" in k or "cap_" in k))
-    print(f"FIGURE refusals_checked={refusals}")
-    print(f"FIGURE failed_checks={len(tally.failures)}")
-    print(f"({time.monotonic() - started:.1f} s)")
-    if tally.failures:
-        for f in tally.failures[:40]:
-            print("FAILED: " + f.rstrip())
-        if len(tally.failures) > 40:
-            print(f"... and {len(tally.failures) - 40} more")
-        print(f"FAIL: {len(tally.failures)} security check(s) failed; state kept in {root}")
-        return 1
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
-    print("PASS")
-    return 0
+    tally.report("security", shown=40, extra=[("refusals_checked", refusals)])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = relcommon.parser(__doc__, "the fuller matrix").parse_args(argv)
+    return relcommon.run_main(
+        "security", args, run_sweep, needs_websockets=True,
+        binaries=("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge"),
+        programs=("curl", relcommon.web_server_program(args.server)),
+        on_sigterm=relcommon.exit_on_sigterm)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ namespace, so that nothing it mounts is seen outside or outlives it) and mounts 
    storage-unavailable (or -full, busy) with Retry-After, reads must work, /healthz must agree
    with the reads (docs/api.md: 200 while the store can be read), and nothing may crash. Then
    the operator's repair: stop the daemons, unmount, e2fsck, mount read-write, start again:
-   every accepted job ends, new jobs succeed, db check passes. Skipped (and said so) where the
-   kernel has no loop devices or no ext4 trigger_fs_error.
+   every accepted job ends, new jobs succeed, db check passes. Where the kernel has no loop
+   devices or no ext4 trigger_fs_error, the program fails and says so (it does not skip).
 3. Starting on a read-only database (the file system remounted read-only while everything was
    stopped): after a clean stop (no -wal/-shm beside the file) the responder must refuse to
    start with status 1 and a log line naming the database (docs/operations.md) and the bridge
@@ -63,23 +63,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-
-import httpclient  # noqa: E402
-import serve  # noqa: E402
-import test_http as http_suite  # noqa: E402
-import test_ws as ws_suite  # noqa: E402
+import relcommon  # (first: it puts scripts/ and tests/integration/ on sys.path)
+from relcommon import Tally
+import httpclient
+import serve
+import test_http as http_suite
+import test_ws as ws_suite
 
 NAMESPACE_MARK = "RISKSIM_STORAGE_TEST_NAMESPACE"
 WAIT_S = 240.0  # only against hangs: generous for sanitizer builds on a busy machine
@@ -95,35 +91,6 @@ BASE_OVERRIDES: Dict[str, object] = {"lease_s": 2}
 
 class StorageError(AssertionError):
     """A check failed in a way that stops the phase (the message says which)."""
-
-
-# ------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class Tally:
-    """What was counted (printed as FIGURE lines) and what failed."""
-    figures: Dict[str, object] = field(default_factory=dict)
-    failures: List[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def count(self, key: str, n: int = 1) -> None:
-        with self.lock:
-            self.figures[key] = int(self.figures.get(key, 0)) + n  # type: ignore[arg-type]
-
-    def set(self, key: str, value: object) -> None:
-        with self.lock:
-            self.figures[key] = value
-
-    def fail(self, msg: str) -> None:
-        with self.lock:
-            self.failures.append(msg)
-
-    def check(self, cond: object, msg: str) -> bool:
-        if not cond:
-            self.fail(msg)
-        return bool(cond)
 
 
 # ------------------------------------------------------------------------------------------
@@ -258,11 +225,31 @@ def ext4_unavailable() -> Optional[str]:
     return None
 
 
-def db_check(build: Path, db: Path) -> Tuple[bool, str]:
-    """`risksim db check --db FILE`: (passed, output)."""
-    proc = subprocess.run([str(build / "cli" / "risksim"), "db", "check", "--db", str(db)],
-                          capture_output=True, text=True, timeout=600)
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+def mount_database(vol: Volume) -> Tuple[Path, Dict[str, object]]:
+    """Mounts vol for a phase's job store: (the database file on it, the site settings that
+    put the job store there)."""
+    vol.mount()
+    db = vol.path / "risksim.db"
+    return db, {**BASE_OVERRIDES, "db_path": str(db)}
+
+
+def db_check(opts: argparse.Namespace, db: Path, tally: Tally, what: str) -> None:
+    """`risksim db check --db FILE`; when it fails, so does the check `what`, with its
+    output."""
+    code, out = relcommon.db_check(Path(opts.build), db)
+    tally.check(code == 0, f"{what} failed: {out}")
+
+
+def unmount(opts: argparse.Namespace, root: Path, vol: Volume, phase: str,
+            tally: Tally) -> None:
+    """Unmounts the volume of a phase; with --keep or after a failure, first copies its
+    database files to ROOT/PHASE-db (the volume goes with the namespace)."""
+    if opts.keep or tally.failures:
+        dest = root / f"{phase}-db"
+        dest.mkdir(exist_ok=True)
+        for p in vol.path.glob("risksim.db*"):
+            shutil.copy2(p, dest / p.name)
+    vol.umount()
 
 
 # ------------------------------------------------------------------------------------------
@@ -474,6 +461,26 @@ class Client:
                          f"{phase}: a job submitted after the fault ended {job['status']}")
 
 
+def stop_site(site: ws_suite.BridgeSite, tally: Tally, what: str) -> None:
+    """Stops site; every problem its stop finds (a bad exit of the bridge, a sanitizer report)
+    is a failure of `what`."""
+    for problem in site.stop():
+        tally.fail(f"{what}: {problem}")
+
+
+@contextlib.contextmanager
+def serving(client: Client, label: str, overrides: Mapping[str, object],
+            what: str) -> Iterator[ws_suite.BridgeSite]:
+    """A new site (a BridgeSite named label with overrides) for client, which the block gets;
+    on leaving the block it is stopped with stop_site(site, client.tally, what)."""
+    site = ws_suite.BridgeSite(label, dict(overrides)).start()
+    client.site = site
+    try:
+        yield site
+    finally:
+        stop_site(site, client.tally, what)
+
+
 class StreamWatch:
     """WebSocket streams followed in the background (an event loop in a thread) until they
     close, through the web server."""
@@ -663,9 +670,7 @@ def count_answers(answers: Sequence[Answer], tally: Tally, phase: str) -> None:
 
 def phase_disk_full(opts: argparse.Namespace, root: Path, tally: Tally) -> None:
     vol = Volume(root / "dbfs", "tmpfs", 6144 if not opts.long else 12288)
-    vol.mount()
-    db = vol.path / "risksim.db"
-    overrides = {**BASE_OVERRIDES, "db_path": str(db)}
+    db, overrides = mount_database(vol)
     site = ws_suite.BridgeSite("diskfull", overrides).start()
     client = Client(site, tally, "diskfull")
     watch = StreamWatch(site)
@@ -710,29 +715,13 @@ def phase_disk_full(opts: argparse.Namespace, root: Path, tally: Tally) -> None:
             tally.fail("disk full: " + problem)
         watch.judge(tally, states, "diskfull")
         check_pids(site, before, tally, "disk full (after)")
-        passed, out = db_check(Path(opts.build), db)
-        tally.check(passed, f"disk full: risksim db check while running failed: {out}")
+        db_check(opts, db, tally, "disk full: risksim db check while running")
     finally:
         with contextlib.suppress(Exception):
             watch.finish(1)
-        for problem in site.stop():
-            tally.fail("disk full: " + problem)
-    passed, out = db_check(Path(opts.build), db)
-    tally.check(passed, f"disk full: risksim db check after the stop failed: {out}")
-    keep_database(opts, root, vol, "diskfull", tally)
-    vol.umount()
-
-
-def keep_database(opts: argparse.Namespace, root: Path, vol: Volume, phase: str,
-                  tally: Tally) -> None:
-    """With --keep or after a failure, copies the database files off the volume (which goes
-    with the namespace)."""
-    if not (opts.keep or tally.failures):
-        return
-    dest = root / f"{phase}-db"
-    dest.mkdir(exist_ok=True)
-    for p in vol.path.glob("risksim.db*"):
-        shutil.copy2(p, dest / p.name)
+        stop_site(site, tally, "disk full")
+    db_check(opts, db, tally, "disk full: risksim db check after the stop")
+    unmount(opts, root, vol, "diskfull", tally)
 
 
 # ------------------------------------------------------------------------------------------
@@ -782,9 +771,7 @@ def phase_read_only_live(opts: argparse.Namespace, root: Path, tally: Tally) -> 
     if why:
         return
     vol = Volume(root / "rofs", "ext4", 32768, image=root / "rofs.img")
-    vol.mount()
-    db = vol.path / "risksim.db"
-    overrides = {**BASE_OVERRIDES, "db_path": str(db)}
+    db, overrides = mount_database(vol)
     site = ws_suite.BridgeSite("readonly", overrides).start()
     client = Client(site, tally, "readonly_live")
     watch = StreamWatch(site)
@@ -819,28 +806,19 @@ def phase_read_only_live(opts: argparse.Namespace, root: Path, tally: Tally) -> 
             watch.finish(1)
         raise
     finally:
-        for problem in site.stop():
-            tally.fail("read-only: " + problem)
+        stop_site(site, tally, "read-only")
     # the bridge's stop closed the streams of the jobs that could not end (1001)
     for problem in watch.finish(WAIT_S):
         tally.fail("read-only: " + problem)
     watch.judge(tally, states, "readonly_live", allowed=tuple(STREAM_CLOSES | {1001}))
     tally.set("readonly_live_e2fsck_status", vol.repair())
-    passed, out = db_check(Path(opts.build), db)
-    tally.check(passed, f"read-only: risksim db check after the repair failed: {out}")
+    db_check(opts, db, tally, "read-only: risksim db check after the repair")
     # start again on the repaired file system: every accepted job ends, new jobs work
-    site = ws_suite.BridgeSite("readonly-after", overrides).start()
-    client.site = site
-    try:
+    with serving(client, "readonly-after", overrides, "read-only (after the repair)"):
         client.works("readonly_live", 6000)
         client.account(sorted(client.accepted), "readonly_live")
-    finally:
-        for problem in site.stop():
-            tally.fail("read-only (after the repair): " + problem)
-    passed, out = db_check(Path(opts.build), db)
-    tally.check(passed, f"read-only: risksim db check at the end failed: {out}")
-    keep_database(opts, root, vol, "readonly", tally)
-    vol.umount()
+    db_check(opts, db, tally, "read-only: risksim db check at the end")
+    unmount(opts, root, vol, "readonly", tally)
 
 
 # ------------------------------------------------------------------------------------------
@@ -942,15 +920,10 @@ def clean_start_refused(opts: argparse.Namespace, root: Path, vol: Volume, clien
                         overrides: Mapping[str, object], tally: Tally) -> None:
     """A database closed cleanly (no -wal, no -shm), then read-only: SQLite cannot open it
     there, the responder refuses to start and the bridge waits for it."""
-    site = ws_suite.BridgeSite("start-rw", dict(overrides)).start()
-    client.site = site
-    try:
+    with serving(client, "start-rw", overrides, "read-only start"):
         client.run_sync(400)
         client.submit(401)
         client.account(sorted(client.accepted), "readonly_start")
-    finally:
-        for problem in site.stop():
-            tally.fail("read-only start: " + problem)
     leftovers = sorted(p.name for p in vol.path.iterdir() if p.name != "risksim.db")
     tally.check(not leftovers, f"a clean stop left {leftovers} beside the database")
     remount_read_only(vol)
@@ -974,10 +947,8 @@ def start_after_crash(vol: Volume, client: Client, overrides: Mapping[str, objec
     if done_id is None:
         raise StorageError("a synchronous run before the crash failed")
     remount_read_only(vol)
-    site = ws_suite.BridgeSite("start-ro-wal", dict(overrides)).start()
-    client.site = site
     client.stage = "during"
-    try:
+    with serving(client, "start-ro-wal", overrides, "read-only start") as site:
         answers = probe_read_only(client, done_id, None, 420, tally)
         count_answers(answers, tally, "readonly_start")
         watch = StreamWatch(site)
@@ -985,66 +956,34 @@ def start_after_crash(vol: Volume, client: Client, overrides: Mapping[str, objec
         for problem in watch.finish(WAIT_S):
             tally.fail("read-only start: " + problem)
         watch.judge(tally, {done_id: "completed"}, "readonly_start")
-    finally:
-        for problem in site.stop():
-            tally.fail("read-only start: " + problem)
     vol.remount(read_only=False)
 
 
 def phase_read_only_start(opts: argparse.Namespace, root: Path, tally: Tally) -> None:
     vol = Volume(root / "startfs", "tmpfs", 16384)
-    vol.mount()
-    db = vol.path / "risksim.db"
-    overrides = {**BASE_OVERRIDES, "db_path": str(db)}
+    db, overrides = mount_database(vol)
     client = Client(None, tally, "readonly_start")  # type: ignore[arg-type]
     clean_start_refused(opts, root, vol, client, overrides, tally)
     start_after_crash(vol, client, overrides, tally)
     # read-write again: the service works, every job is there
-    site = ws_suite.BridgeSite("start-rw-again", overrides).start()
-    client.site = site
     client.stage = "after"
-    try:
+    with serving(client, "start-rw-again", overrides, "read-only start (after)"):
         client.works("readonly_start", 7000)
         client.account(sorted(client.accepted), "readonly_start_after")
-    finally:
-        for problem in site.stop():
-            tally.fail("read-only start (after): " + problem)
-    passed, out = db_check(Path(opts.build), db)
-    tally.check(passed, f"read-only start: risksim db check at the end failed: {out}")
-    keep_database(opts, root, vol, "readonly-start", tally)
-    vol.umount()
-
-
-def sanitizer_reports(root: Path) -> List[str]:
-    """Sanitizer reports in any log under root (also of the daemons started outside a site)."""
-    found = []
-    for path in sorted(root.rglob("*.log")):
-        lines = path.read_text("utf-8", "replace").splitlines()
-        for i, line in enumerate(lines):
-            if any(m in line for m in http_suite.SANITIZER_MARKERS):
-                found.append(f"{path}:{i + 1}:\n" + "\n".join(lines[i:i + 30]))
-                break
-    return found
+    db_check(opts, db, tally, "read-only start: risksim db check at the end")
+    unmount(opts, root, vol, "readonly-start", tally)
 
 
 # ------------------------------------------------------------------------------------------
 # The program
 
 
-def prerequisites(build: Path, server: str) -> Optional[str]:
+def namespace_unavailable() -> Optional[str]:
+    """Why this program cannot have a private mount namespace of its own here, or None."""
     if os.geteuid() != 0:
         return "this program must run as root (a private mount namespace with its own tmpfs)"
     if shutil.which("unshare") is None:
         return "unshare (util-linux) is not installed"
-    if ws_suite.WEBSOCKETS_MISSING is not None:
-        return (f"the websockets library cannot be imported by {sys.executable} "
-                f"({ws_suite.WEBSOCKETS_MISSING}): use /usr/bin/python3 with python3-websockets")
-    for binary in ("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge", "cli/risksim"):
-        if not (build / binary).exists():
-            return f"{build / binary} is missing: build first"
-    for prog in ("curl", "lighttpd" if server == "lighttpd" else "apache2"):
-        if shutil.which(prog) is None:
-            return f"{prog} is not installed (bash scripts/deps.sh test)"
     return None
 
 
@@ -1059,28 +998,10 @@ def enter_namespace(argv: Sequence[str]) -> None:
                            str(Path(__file__).resolve()), *argv], env)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default=str(REPO / "build"), help="the CMake build directory")
-    ap.add_argument("--server", choices=("lighttpd", "apache"), default="lighttpd")
-    ap.add_argument("--long", action="store_true", help="more requests, clients and jobs")
-    ap.add_argument("--keep", action="store_true", help="keep the state directory")
-    opts = ap.parse_args(argv)
-    opts.build = str(Path(opts.build).resolve())
-    missing = prerequisites(Path(opts.build), opts.server)
-    if missing:
-        print(f"FAIL: {missing}")
-        return 1
-    enter_namespace(argv)
-    # SIGTERM (a test runner's timeout) unwinds like Ctrl-C: every daemon started is stopped
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    root = Path(tempfile.mkdtemp(prefix=f"risksim-storage-{opts.server}-"))
-    os.chmod(root, 0o755)  # Apache's children (www-data) must reach the sockets in it
-    http_suite.OPTIONS.update(server=opts.server, build=Path(opts.build), keep=opts.keep,
-                              state_root=root)
+def run_phases(opts: argparse.Namespace, root: Path) -> None:
+    """The three phases (a failed one is reported and the next still runs), then the
+    sanitizer reports of every log and the figures; raises Failure if a check failed."""
     tally = Tally()
-    started = time.monotonic()
     print(f"storage faults: {opts.server}, build {opts.build}, state {root}", flush=True)
     for name, phase in (("disk full", phase_disk_full),
                         ("read-only while running", phase_read_only_live),
@@ -1091,23 +1012,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except Exception as e:  # noqa: BLE001 - reported; the next phase still runs
             tally.fail(f"{name}: {type(e).__name__}: {e}")
         print(f"  {name}: done ({time.monotonic() - t0:.1f} s)", flush=True)
-    for report in sanitizer_reports(root):
+    for report in relcommon.sanitizer_reports(root):
         tally.fail("sanitizer report: " + report)
-    for key in sorted(tally.figures):
-        print(f"FIGURE {key}={tally.figures[key]}")
-    print(f"FIGURE failed_checks={len(tally.failures)}")
-    print(f"({time.monotonic() - started:.1f} s)")
-    if tally.failures:
-        for f in tally.failures[:30]:
-            print("FAILED: " + f.rstrip())
-        if len(tally.failures) > 30:
-            print(f"... and {len(tally.failures) - 30} more")
-        print(f"FAIL: {len(tally.failures)} storage check(s) failed; state kept in {root}")
-        return 1
-    if not opts.keep:
-        shutil.rmtree(root, ignore_errors=True)
-    print("PASS")
-    return 0
+    tally.report("storage", shown=30)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = relcommon.parser(__doc__, "more requests, clients and jobs").parse_args(argv)
+    why = namespace_unavailable()
+    if why:
+        return relcommon.fail(why)
+    return relcommon.run_main(
+        "storage", opts, run_phases, needs_websockets=True,
+        binaries=("fcgi/risksim-fcgi", "wsbridge/risksim-wsbridge", "cli/risksim"),
+        programs=("curl", relcommon.web_server_program(opts.server)),
+        before=lambda: enter_namespace(argv), on_sigterm=relcommon.exit_on_sigterm)
 
 
 if __name__ == "__main__":
