@@ -1,13 +1,13 @@
 """What the reliability programs of this directory share: output, results, options and main().
 
-Why this file exists: crash.py, bridge_crash.py, storage.py, security.py and load.py were
-written separately and each carried its own copy of the same frame: the command-line options
-every one of them takes (--build, --server, --long, --keep, which run.sh and CMakeLists.txt
-pass), the checks that the websockets library, the built daemons and the web server are there,
-the temporary state directory handed to the integration suite's Site, the handling of a failed
-check or of a bug of the program, the PASS/FAIL ending, and the `FIGURE key=value` lines that
-run.sh collects. One copy here keeps the programs alike where they are meant to be alike (a fix
-of the frame reaches every program) and leaves each program only what it tests.
+Why this file exists: crash.py, bridge_crash.py, storage.py, security.py and load.py share one
+frame: the command-line options every one of them takes (--build, --server, --long, --keep,
+which run.sh and CMakeLists.txt pass), the checks that the websockets library, the built daemons
+and the web server are there, the temporary state directory handed to the integration suite's
+Site, the handling of a failed check or of a bug of the program, the PASS/FAIL ending, and the
+`FIGURE key=value` lines that run.sh collects. One copy here keeps the programs alike where they
+are meant to be alike (a fix of the frame reaches every program) and leaves each program only
+what it tests.
 
 Importing this module puts scripts/ and tests/integration/ on sys.path, so that a program can
 then import serve, httpclient, test_http and test_ws. This module itself imports those only
