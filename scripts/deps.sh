@@ -11,7 +11,8 @@ build_pkgs=(build-essential cmake pkg-config libjson-c-dev libsqlite3-dev sqlite
             libfcgi-dev libinih-dev libjwt-dev libssl-dev libwebsockets-dev lighttpd curl
             python3 python3-websockets)
 test_pkgs=(libcmocka-dev valgrind clang libclang-rt-14-dev clang-format python3 groff-base
-           apache2 spawn-fcgi python3-websockets wrk chromium dpkg-dev adduser e2fsprogs mount)
+           apache2 spawn-fcgi python3-websockets wrk chromium dpkg-dev adduser lintian e2fsprogs
+           mount)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in

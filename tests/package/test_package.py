@@ -31,6 +31,7 @@ import asyncio
 import configparser
 import contextlib
 import grp
+import gzip
 import json
 import os
 import pwd
@@ -68,6 +69,9 @@ STATE = Path("/var/lib/risksim")
 DB = STATE / "risksim.db"
 APACHE_CONF = Path("/etc/apache2/conf-available/risksim.conf")
 LIGHTTPD_CONF = Path("/etc/lighttpd/conf-available/10-risksim.conf")
+MAN_PAGES = ("/usr/share/man/man1/risksim.1.gz", "/usr/share/man/man5/risksim.conf.5.gz",
+             "/usr/share/man/man8/risksim-fcgi.8.gz", "/usr/share/man/man8/risksim-wsbridge.8.gz")
+CHANGELOG = "/usr/share/doc/risksim/changelog.Debian.gz"
 APACHE_MODULES = ("proxy", "proxy_fcgi", "proxy_http", "headers", "alias")
 BRIDGE_PORT = 8091  # bridge_listen of the shipped configuration, which both web servers use
 V1_DATABASE = REPO / "tests/data/jobs-schema-v1.sql"
@@ -165,13 +169,18 @@ def check_files() -> None:
     for path in ("/usr/sbin/risksim-fcgi", "/usr/sbin/risksim-wsbridge", "/usr/bin/risksim",
                  str(CONF), str(APACHE_CONF), str(LIGHTTPD_CONF),
                  "/usr/lib/tmpfiles.d/risksim.conf", "/usr/share/risksim/web/index.html",
-                 "/usr/share/risksim/web/risksim.js", "/usr/share/man/man5/risksim.conf.5",
-                 "/usr/share/man/man1/risksim.1", "/usr/share/man/man8/risksim-fcgi.8",
-                 "/usr/share/man/man8/risksim-wsbridge.8", "/usr/share/doc/risksim/copyright",
-                 "/usr/share/doc/risksim/operations.md") + tuple(
+                 "/usr/share/risksim/web/risksim.js", "/usr/share/doc/risksim/copyright",
+                 "/usr/share/doc/risksim/operations.md", CHANGELOG) + MAN_PAGES + tuple(
                      str(UNIT_DIR / u) for u in UNITS):
         check(path in listed, f"{path} is not in the package")
         check(Path(path).exists(), f"{path} is not installed")
+    for page in MAN_PAGES:
+        text = gzip.decompress(Path(page).read_bytes()).decode()
+        check("\n.TH " in "\n" + text, f"{page} is not a man page")
+    version = run("dpkg-query", "-W", "-f=${Version}", "risksim").stdout.strip()
+    top = gzip.decompress(Path(CHANGELOG).read_bytes()).decode().splitlines()[0]
+    check(top.startswith(f"risksim ({version})"),
+          f"the changelog's top entry ({top}) is not the package's version {version}")
     conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "risksim").stdout
     for path in (CONF, APACHE_CONF, LIGHTTPD_CONF):
         check(str(path) in conffiles, f"{path} is not a conffile:\n{conffiles}")
@@ -432,7 +441,20 @@ def undo(apache_mods: List[str]) -> None:
         shutil.rmtree(STATE, ignore_errors=True)
 
 
+def lintian(deb: Path) -> None:
+    """lintian finds nothing in the package but the note that an upload to Debian's archive
+    would close no bug report (this package is not uploaded there)."""
+    out = subprocess.run(["lintian", "--tag-display-limit", "0", str(deb)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tags = [line for line in out.stdout.splitlines()
+            if line[:3] in ("E: ", "W: ", "I: ") and "initial-upload-closes-no-bugs" not in line]
+    check(not tags and out.returncode in (0, 1) and "E: " not in out.stdout,
+          f"lintian reports:\n{out.stdout}")
+
+
 def check_purged() -> None:
+    """The purge removed the configuration, the job store and the links that enabled the
+    configurations of Apache and lighttpd (the postrm disables them)."""
     check(not package_installed(), "risksim is still installed after dpkg --purge")
     for path in (CONF, STATE, Path("/etc/apache2/conf-enabled/risksim.conf"),
                  Path("/etc/lighttpd/conf-enabled/10-risksim.conf"), Path("/usr/sbin/risksim-fcgi")):
@@ -484,6 +506,8 @@ def main() -> int:
     try:
         refuse_existing_installation()
         deb = build_package(args.build.resolve())
+        step("lintian")
+        lintian(deb)
         step(f"installing {deb.name}")
         install(deb)
         check_files()
@@ -503,9 +527,8 @@ def main() -> int:
         run("lighty-enable-mod", "risksim")
         serve_through("lighttpd", start_lighttpd, work, fcgi_needed=False)
         run("runuser", "-u", "risksim", "--", "/usr/bin/risksim", "db", "check", "--db", str(DB))
-        step("dpkg --purge risksim")
-        undo(apache_mods)
-        apache_mods = []
+        step("dpkg --purge risksim (with its Apache and lighttpd configurations enabled)")
+        run("dpkg", "--purge", "risksim")
         check_purged()
     except Failure as err:
         print(f"FAIL: {err}", file=sys.stderr)
